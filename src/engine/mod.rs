@@ -1,0 +1,509 @@
+//! The Engine.IO v4 server: sessions, heartbeat, and the hand-off between transports.
+//!
+//! An [`Engine`] owns the sessions of one server. Each session is an [`EngineSocket`]
+//! with one bounded outgoing queue of [`Frame`]s; whichever transport is active
+//! (a pending long-polling `GET`, or the WebSocket task) drains it. Incoming messages
+//! are handed, in wire order, to the [`EngineHandler`] — the Socket.IO layer, or an
+//! application that wants raw Engine.IO messages like the `engine.io` package offers.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::config::{EngineConfig, RequestInfo};
+use crate::proto::Str;
+use crate::proto::engineio::{Frame, Handshake, Packet};
+
+/// How long a session closed by the client over polling stays findable.
+const CLOSED_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Why an Engine.IO connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// The peer closed the transport (TCP closed, WebSocket close frame, close packet).
+    TransportClose,
+    /// The transport failed (I/O error, protocol violation, oversized message).
+    TransportError,
+    /// No pong arrived within `ping_timeout` after a ping.
+    PingTimeout,
+    /// The peer sent something that could not be decoded.
+    ParseError,
+    /// The server closed the connection on purpose.
+    ServerClose,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl DisconnectReason {
+    /// The reason's name as socket.io reports it (`"transport close"`, `"ping timeout"`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ServerClose => "forced close",
+            DisconnectReason::ServerShutdown => "server shutting down",
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TransportType {
+    /// HTTP long-polling.
+    Polling = 0,
+    /// WebSocket.
+    Websocket = 1,
+}
+
+impl TransportType {
+    /// The transport's name on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TransportType::Polling => "polling",
+            TransportType::Websocket => "websocket",
+        }
+    }
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The connection's outgoing queue is full (the peer reads too slowly).
+    #[error("send queue full")]
+    QueueFull,
+    /// The connection is closed.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Receives what happens on an [`Engine`]'s connections. Calls for one connection are
+/// never concurrent and arrive in wire order; they run on runtime threads and should
+/// not block for long.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A connection completed its handshake.
+    fn on_connect(&self, socket: &Arc<EngineSocket>);
+    /// A text message arrived.
+    fn on_message(&self, socket: &Arc<EngineSocket>, msg: Str);
+    /// A binary message arrived.
+    fn on_binary(&self, socket: &Arc<EngineSocket>, data: Bytes);
+    /// The connection ended; called exactly once per connection.
+    fn on_disconnect(&self, socket: &Arc<EngineSocket>, reason: DisconnectReason);
+}
+
+/// One Engine.IO session.
+pub struct EngineSocket {
+    id: Str,
+    engine: Weak<Engine>,
+    req: RequestInfo,
+    tx: mpsc::Sender<Frame>,
+    /// The outgoing queue's consumer, held by the active transport.
+    pub(crate) rx: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
+    transport: AtomicU8,
+    pub(crate) upgrading: AtomicBool,
+    /// The upgrade's probe was answered: polls get a noop until the upgrade completes.
+    pub(crate) probed: AtomicBool,
+    /// After the client closed over polling with no poll pending: one racing poll may
+    /// still get its noop.
+    pub(crate) late_poll: AtomicBool,
+    /// Wakes pending polling `GET`s (`notify_waiters`: no permit is stored) during an upgrade.
+    pub(crate) poll_kick: Notify,
+    /// Set when a pong arrives.
+    pub(crate) pong: Notify,
+    /// A frame taken from the queue that did not fit in the last poll response.
+    pub(crate) carry: Mutex<Option<Frame>>,
+    /// When the outstanding ping's pong is due, if one is outstanding.
+    ping_deadline: Mutex<Option<std::time::Instant>>,
+    /// Serializes the processing of incoming data (one POST at a time).
+    pub(crate) incoming: tokio::sync::Mutex<()>,
+    closed: watch::Sender<Option<DisconnectReason>>,
+    close_once: AtomicBool,
+    ext: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+}
+
+impl fmt::Debug for EngineSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineSocket")
+            .field("id", &self.id)
+            .field("transport", &self.transport())
+            .finish()
+    }
+}
+
+impl EngineSocket {
+    /// The session id (`sid`).
+    pub fn id(&self) -> &Str {
+        &self.id
+    }
+
+    /// The handshake request.
+    pub fn request(&self) -> &RequestInfo {
+        &self.req
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> TransportType {
+        if self.transport.load(Ordering::Acquire) == TransportType::Websocket as u8 {
+            TransportType::Websocket
+        } else {
+            TransportType::Polling
+        }
+    }
+
+    pub(crate) fn set_transport(&self, t: TransportType) {
+        self.transport.store(t as u8, Ordering::Release);
+    }
+
+    /// Queue a text message.
+    pub fn send_message(&self, msg: &str) -> Result<(), SendError> {
+        self.send_frame(Frame::Text(crate::proto::engineio::encode_message(msg)))
+    }
+
+    /// Queue a binary message.
+    pub fn send_binary(&self, data: Bytes) -> Result<(), SendError> {
+        self.send_frame(Frame::Binary(data))
+    }
+
+    /// Queue one already-encoded frame.
+    pub fn send_frame(&self, frame: Frame) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    /// Queue several frames atomically: all of them, or none when the queue lacks room.
+    pub fn send_frames(&self, frames: &[Frame]) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        match frames {
+            [] => Ok(()),
+            [one] => self.send_frame(one.clone()),
+            many => {
+                let permits = self.tx.try_reserve_many(many.len()).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
+                    mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+                })?;
+                for (permit, frame) in permits.zip(many.iter()) {
+                    permit.send(frame.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Attach the handler's per-connection state (replacing any earlier one).
+    pub fn set_ext<T: Any + Send + Sync>(&self, value: Arc<T>) {
+        if let Ok(mut e) = self.ext.lock() {
+            *e = Some(value);
+        }
+    }
+
+    /// The handler's per-connection state, if it is a `T`.
+    pub fn ext<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let e = self.ext.lock().ok()?.clone()?;
+        e.downcast::<T>().ok()
+    }
+
+    /// Detach and return the handler's per-connection state.
+    pub fn take_ext<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let e = self.ext.lock().ok()?.take()?;
+        e.downcast::<T>().ok()
+    }
+
+    /// Whether the outstanding ping's pong is overdue.
+    pub(crate) fn ping_overdue(&self) -> bool {
+        self.ping_deadline
+            .lock()
+            .ok()
+            .and_then(|p| *p)
+            .is_some_and(|t| std::time::Instant::now() >= t)
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<DisconnectReason> {
+        *self.closed.borrow()
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.close_once.load(Ordering::Acquire)
+    }
+
+    /// A receiver that changes once, when the connection ends.
+    pub(crate) fn closed_rx(&self) -> watch::Receiver<Option<DisconnectReason>> {
+        self.closed.subscribe()
+    }
+
+    /// Close the connection from the server side. The peer gets a close packet when the
+    /// transport can still carry one; the handler's `on_disconnect` runs once.
+    pub fn close(self: &Arc<Self>) {
+        let _ = self.tx.try_send(Packet::Close.encode());
+        self.close_with(DisconnectReason::ServerClose);
+    }
+
+    /// End the session with `reason` (idempotent).
+    pub(crate) fn close_with(self: &Arc<Self>, reason: DisconnectReason) {
+        if reason == DisconnectReason::TransportClose
+            && self.transport() == TransportType::Polling
+            && !self.is_closed()
+            && self.rx.try_lock().is_ok()
+        {
+            // Decided before the session reads as closed, so a racing poll sees it.
+            self.late_poll.store(true, Ordering::Release);
+        }
+        if self.close_once.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::debug!(sid = %self.id, %reason, "engine.io connection closed");
+        self.closed.send_replace(Some(reason));
+        if let Some(engine) = self.engine.upgrade() {
+            let rt = tokio::runtime::Handle::try_current().ok();
+            if let Some(rt) = rt.filter(|_| {
+                reason == DisconnectReason::TransportClose
+                    && self.transport() == TransportType::Polling
+            }) {
+                // A poll racing the client's own close packet still gets its noop: keep
+                // the session findable for a moment (see `late_poll`).
+                let weak = Arc::downgrade(&engine);
+                let id = self.id.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(CLOSED_LINGER).await;
+                    if let Some(e) = weak.upgrade() {
+                        e.remove(&id);
+                    }
+                });
+            } else {
+                engine.remove(&self.id);
+            }
+            engine.handler.on_disconnect(self, reason);
+        }
+    }
+
+    /// Handle one decoded incoming packet. Called with `incoming` held by the transport.
+    pub(crate) fn on_packet(self: &Arc<Self>, engine: &Engine, packet: Packet) {
+        match packet {
+            Packet::Message(msg) => engine.handler.on_message(self, msg),
+            Packet::Binary(data) => engine.handler.on_binary(self, data),
+            Packet::Pong(_) => {
+                if let Ok(mut p) = self.ping_deadline.lock() {
+                    *p = None;
+                }
+                self.pong.notify_waiters();
+            }
+            Packet::Ping(payload) => {
+                // v4 clients do not ping; answer anyway (v3 habit) rather than fail.
+                let _ = self.send_frame(Packet::Pong(payload).encode());
+            }
+            Packet::Close => self.close_with(DisconnectReason::TransportClose),
+            Packet::Noop | Packet::Upgrade | Packet::Open(_) => {}
+        }
+    }
+}
+
+/// The Engine.IO server state: configuration, sessions and the handler.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) handler: Arc<dyn EngineHandler>,
+    sessions: Mutex<HashMap<Str, Arc<EngineSocket>>>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// A new engine delivering to `handler`.
+    pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Arc<Engine> {
+        Arc::new(Engine {
+            config,
+            handler,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Look a session up by id.
+    pub fn get(&self, sid: &str) -> Option<Arc<EngineSocket>> {
+        self.sessions.lock().ok()?.get(sid).cloned()
+    }
+
+    /// Every open session.
+    pub fn sockets(&self) -> Vec<Arc<EngineSocket>> {
+        self.sessions
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn remove(&self, sid: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(sid);
+        }
+    }
+
+    /// Close every session (reason [`DisconnectReason::ServerShutdown`]).
+    pub fn close_all(&self) {
+        for s in self.sockets() {
+            let _ = s.tx.try_send(Packet::Close.encode());
+            s.close_with(DisconnectReason::ServerShutdown);
+        }
+    }
+
+    /// The Open packet's handshake for a new session.
+    pub(crate) fn handshake(&self, sid: &Str, websocket_upgrade: bool) -> Handshake {
+        Handshake {
+            sid: sid.to_string(),
+            upgrades: if websocket_upgrade && self.config.transports.websocket {
+                vec!["websocket".to_owned()]
+            } else {
+                Vec::new()
+            },
+            ping_interval: self.config.ping_interval.as_millis() as u64,
+            ping_timeout: self.config.ping_timeout.as_millis() as u64,
+            max_payload: self.config.max_payload as u64,
+        }
+    }
+
+    /// Create a session and start its heartbeat. The caller sends the Open packet
+    /// (queued here first, so it is always the first frame) and then calls
+    /// `handler.on_connect`.
+    pub(crate) fn create_session(
+        self: &Arc<Self>,
+        req: RequestInfo,
+        transport: TransportType,
+    ) -> Arc<EngineSocket> {
+        let id = generate_sid();
+        let (tx, rx) = mpsc::channel(self.config.send_queue_capacity.max(4));
+        let (closed, _) = watch::channel(None);
+        let socket = Arc::new(EngineSocket {
+            id: id.clone(),
+            engine: Arc::downgrade(self),
+            req,
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            transport: AtomicU8::new(transport as u8),
+            upgrading: AtomicBool::new(false),
+            probed: AtomicBool::new(false),
+            late_poll: AtomicBool::new(false),
+            poll_kick: Notify::new(),
+            pong: Notify::new(),
+            carry: Mutex::new(None),
+            ping_deadline: Mutex::new(None),
+            incoming: tokio::sync::Mutex::new(()),
+            closed,
+            close_once: AtomicBool::new(false),
+            ext: Mutex::new(None),
+        });
+        let open = Packet::Open(Str::from(
+            self.handshake(&id, transport == TransportType::Polling)
+                .to_json(),
+        ))
+        .encode();
+        // The queue is empty and its capacity is at least 4: this cannot fail.
+        let _ = socket.tx.try_send(open);
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(id, socket.clone());
+        }
+        tokio::spawn(heartbeat(
+            Arc::downgrade(&socket),
+            tokio::time::Instant::now(),
+            self.config.ping_interval,
+            self.config.ping_timeout,
+        ));
+        socket
+    }
+}
+
+/// Ping every `interval`; close the session when no pong follows within `timeout`.
+async fn heartbeat(
+    socket: Weak<EngineSocket>,
+    start: tokio::time::Instant,
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+) {
+    let Some(mut closed) = socket.upgrade().map(|s| s.closed_rx()) else {
+        return;
+    };
+    // Deadlines follow the schedule (not the moment a timer happened to fire), so a
+    // late timer never grants a peer extra time.
+    let mut next_ping = start + interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_ping) => {}
+            _ = closed.changed() => return,
+        }
+        let Some(s) = socket.upgrade() else { return };
+        if s.is_closed() {
+            return;
+        }
+        let deadline = next_ping + timeout;
+        // Only a pong that follows this ping counts: register before sending.
+        let pong = s.pong.notified();
+        tokio::pin!(pong);
+        pong.as_mut().enable();
+        if let Ok(mut p) = s.ping_deadline.lock() {
+            *p = Some(deadline.into_std());
+        }
+        if s.send_frame(Packet::Ping(Str::default()).encode()).is_err() && s.is_closed() {
+            return;
+        }
+        tokio::select! {
+            _ = &mut pong => next_ping = tokio::time::Instant::now() + interval,
+            _ = tokio::time::sleep_until(deadline) => {
+                s.close_with(DisconnectReason::PingTimeout);
+                return;
+            }
+            _ = closed.changed() => return,
+        }
+    }
+}
+
+/// 20 characters of base64url from 15 random bytes.
+pub(crate) fn generate_sid() -> Str {
+    use base64::Engine as _;
+    let mut buf = [0u8; 15];
+    if getrandom::fill(&mut buf).is_err() {
+        // No OS randomness: fall back to time and a counter (ids stay unique, not secret).
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        buf[..8].copy_from_slice(&t.to_le_bytes());
+        buf[8..15].copy_from_slice(&n.to_le_bytes()[..7]);
+    }
+    Str::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}

@@ -1,0 +1,182 @@
+//! One Engine.IO connection seen by Socket.IO: the packet decoder and the namespaces
+//! the client joined over it (socket.io's server-side `Client`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::socket::SocketRef;
+use super::{ConnectContext, DisconnectReason, Handshake, IoInner};
+use crate::engine::{DisconnectReason as EngineReason, EngineHandler, EngineSocket};
+use crate::proto::Str;
+use crate::proto::socketio::{Decoder, Packet, PacketType, ParseError};
+
+pub(crate) struct Conn {
+    engine: Arc<EngineSocket>,
+    decoder: Mutex<Decoder>,
+    sockets: Mutex<HashMap<Str, SocketRef>>,
+}
+
+impl Conn {
+    pub(crate) fn engine(&self) -> &Arc<EngineSocket> {
+        &self.engine
+    }
+
+    pub(crate) fn remove_socket(&self, nsp: &str) {
+        if let Ok(mut s) = self.sockets.lock() {
+            s.remove(nsp);
+        }
+    }
+
+    fn socket(&self, nsp: &str) -> Option<SocketRef> {
+        self.sockets.lock().ok()?.get(nsp).cloned()
+    }
+
+    fn has_sockets(&self) -> bool {
+        self.sockets.lock().map(|s| !s.is_empty()).unwrap_or(false)
+    }
+}
+
+fn conn_of(socket: &EngineSocket) -> Option<Arc<Conn>> {
+    socket.ext::<Conn>()
+}
+
+impl IoInner {
+    fn on_decoded(self: &Arc<Self>, conn: &Arc<Conn>, packet: Packet) {
+        let existing = conn.socket(packet.nsp.as_str());
+        match (packet.kind, existing) {
+            (PacketType::Connect, None) => self.connect(conn, packet),
+            (PacketType::Connect, Some(_)) => {
+                tracing::debug!(nsp = %packet.nsp, "second CONNECT for a namespace: closing");
+                conn.engine.close();
+            }
+            (PacketType::Disconnect, Some(s)) => {
+                s.close(DisconnectReason::ClientNamespaceDisconnect)
+            }
+            (PacketType::Event | PacketType::BinaryEvent, Some(s)) => s.handle_event(packet),
+            (PacketType::Ack | PacketType::BinaryAck, Some(s)) => s.handle_ack(packet),
+            (kind, _) => {
+                tracing::debug!(?kind, nsp = %packet.nsp, "packet in an invalid state: closing");
+                conn.engine.close();
+            }
+        }
+    }
+
+    fn connect(self: &Arc<Self>, conn: &Arc<Conn>, packet: Packet) {
+        let nsp = packet.nsp.clone();
+        let Some(ns) = self.namespace_for(&nsp) else {
+            let err = Packet::connect_error(nsp, "Invalid namespace", None);
+            let _ = conn.engine.send_frames(&err.encode_frames());
+            return;
+        };
+        let auth = match packet.data {
+            Some(v @ Value::Object(_)) => v,
+            _ => Value::Object(Default::default()),
+        };
+        let handshake = Handshake::new(auth, conn.engine.request());
+        let ctx = ConnectContext {
+            nsp: nsp.clone(),
+            handshake,
+        };
+        for m in ns.middlewares() {
+            if let Err(e) = m(&ctx) {
+                let err = Packet::connect_error(nsp, &e.message, e.data);
+                let _ = conn.engine.send_frames(&err.encode_frames());
+                return;
+            }
+        }
+        let sid = crate::engine::generate_sid();
+        let socket = SocketRef::new(sid.clone(), ns.clone(), conn.clone(), ctx.handshake);
+        if let Ok(mut s) = conn.sockets.lock() {
+            s.insert(nsp.clone(), socket.clone());
+        }
+        ns.add_socket(&socket);
+        let ok = Packet::connect(nsp, Some(serde_json::json!({ "sid": sid.as_str() })));
+        let _ = conn.engine.send_frames(&ok.encode_frames());
+        if let Some(h) = ns.connect_handler() {
+            h(socket);
+        }
+    }
+
+    fn decode_error(&self, conn: &Arc<Conn>, e: ParseError) {
+        tracing::debug!(error = %e, sid = %conn.engine.id(), "bad socket.io packet: closing");
+        conn.engine.close_with(EngineReason::ParseError);
+    }
+}
+
+impl EngineHandler for Arc<IoInner> {
+    fn on_connect(&self, socket: &Arc<EngineSocket>) {
+        let conn = Arc::new(Conn {
+            engine: socket.clone(),
+            decoder: Mutex::new(Decoder::new(self.config.decoder)),
+            sockets: Mutex::new(HashMap::new()),
+        });
+        socket.set_ext(conn.clone());
+        let weak = Arc::downgrade(&conn);
+        let timeout = self.config.connect_timeout;
+        let spawn = async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(conn) = weak.upgrade()
+                && !conn.has_sockets()
+                && !conn.engine.is_closed()
+            {
+                tracing::debug!(sid = %conn.engine.id(), "no namespace joined in time: closing");
+                conn.engine.close();
+            }
+        };
+        match self.runtime() {
+            Some(h) => {
+                h.spawn(spawn);
+            }
+            None => {
+                tokio::spawn(spawn);
+            }
+        }
+    }
+
+    fn on_message(&self, socket: &Arc<EngineSocket>, msg: Str) {
+        let Some(conn) = conn_of(socket) else { return };
+        let decoded = match conn.decoder.lock() {
+            Ok(mut d) => d.decode_text(msg.as_str()),
+            Err(_) => return,
+        };
+        match decoded {
+            Ok(Some(p)) => self.on_decoded(&conn, p),
+            Ok(None) => {}
+            Err(e) => self.decode_error(&conn, e),
+        }
+    }
+
+    fn on_binary(&self, socket: &Arc<EngineSocket>, data: Bytes) {
+        let Some(conn) = conn_of(socket) else { return };
+        let decoded = match conn.decoder.lock() {
+            Ok(mut d) => d.decode_binary(data),
+            Err(_) => return,
+        };
+        match decoded {
+            Ok(Some(p)) => self.on_decoded(&conn, p),
+            Ok(None) => {}
+            Err(e) => self.decode_error(&conn, e),
+        }
+    }
+
+    fn on_disconnect(&self, socket: &Arc<EngineSocket>, reason: EngineReason) {
+        let Some(conn) = socket.take_ext::<Conn>() else {
+            return;
+        };
+        let sockets: Vec<SocketRef> = conn
+            .sockets
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        let reason = DisconnectReason::from(reason);
+        for s in sockets {
+            s.close(reason);
+        }
+        if let Ok(mut d) = conn.decoder.lock() {
+            d.reset();
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! One client's membership of one namespace: events, acks, rooms, emits.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::conn::Conn;
+use super::namespace::{BroadcastOperator, Namespace};
+use super::payload::{AckError, Args, SerializeError};
+use super::{DisconnectReason, EmitError, Handshake, Room};
+use crate::engine::SendError;
+use crate::proto::Str;
+use crate::proto::socketio::Packet;
+
+pub(crate) type EventHandler = Arc<dyn Fn(&SocketRef, Event) + Send + Sync>;
+pub(crate) type AnyHandler = Arc<dyn Fn(&SocketRef, &Event) + Send + Sync>;
+pub(crate) type DisconnectHandler = Box<dyn FnOnce(&SocketRef, DisconnectReason) + Send>;
+pub(crate) type AckCallback = Box<dyn FnOnce(Result<Args, AckError>) + Send>;
+
+/// An incoming event.
+#[derive(Debug)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// The arguments (binary ones as placeholders, with their attachments).
+    pub args: Args,
+    /// Present when the sender asked for an acknowledgement: answer it now or later,
+    /// from any thread, with [`AckSender::send`].
+    pub ack: Option<AckSender>,
+}
+
+/// The right to answer one acknowledgement, exactly once. Clones share that right:
+/// the first `send` wins, later ones return [`AckSendError::AlreadySent`].
+/// Dropping every clone without sending leaves the peer's ack unanswered (its timeout fires).
+#[derive(Clone)]
+pub struct AckSender {
+    socket: SocketRef,
+    id: u64,
+    sent: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for AckSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AckSender")
+            .field("socket", &self.socket.id())
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// Why an acknowledgement could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum AckSendError {
+    /// This acknowledgement was answered already.
+    #[error("ack already sent")]
+    AlreadySent,
+    /// The reply could not be queued.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// An argument could not be serialized.
+    #[error(transparent)]
+    Serialize(#[from] SerializeError),
+}
+
+impl AckSender {
+    /// The ack id of the request.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Answer with these arguments.
+    pub fn send(&self, args: impl Into<Args>) -> Result<(), AckSendError> {
+        if self.sent.swap(true, Ordering::AcqRel) {
+            return Err(AckSendError::AlreadySent);
+        }
+        let args = args.into();
+        let packet = Packet::ack(
+            self.socket.inner.ns.name().clone(),
+            self.id,
+            Value::Array(args.values),
+            args.bins,
+        );
+        self.socket
+            .inner
+            .conn
+            .engine()
+            .send_frames(&packet.encode_frames())?;
+        Ok(())
+    }
+
+    /// Answer with one serializable value.
+    pub fn send_one<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), AckSendError> {
+        self.send(Args::one(value)?)
+    }
+}
+
+pub(crate) struct SocketInner {
+    pub(crate) id: Str,
+    pub(crate) ns: Namespace,
+    pub(crate) conn: Arc<Conn>,
+    handshake: Handshake,
+    handlers: RwLock<HashMap<String, EventHandler>>,
+    any: RwLock<Vec<AnyHandler>>,
+    on_disconnect: Mutex<Vec<DisconnectHandler>>,
+    pub(crate) rooms: Mutex<HashSet<Room>>,
+    acks: Mutex<HashMap<u64, AckCallback>>,
+    connected: AtomicBool,
+}
+
+/// A handle to a connected socket (one client in one namespace). Cheap to clone; usable
+/// from any thread. Handlers registered on it run in wire order, never two at once.
+#[derive(Clone)]
+pub struct SocketRef {
+    pub(crate) inner: Arc<SocketInner>,
+}
+
+impl fmt::Debug for SocketRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.inner.id)
+            .field("ns", &self.inner.ns.name())
+            .finish()
+    }
+}
+
+impl PartialEq for SocketRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl SocketRef {
+    pub(crate) fn new(id: Str, ns: Namespace, conn: Arc<Conn>, handshake: Handshake) -> SocketRef {
+        SocketRef {
+            inner: Arc::new(SocketInner {
+                id,
+                ns,
+                conn,
+                handshake,
+                handlers: RwLock::new(HashMap::new()),
+                any: RwLock::new(Vec::new()),
+                on_disconnect: Mutex::new(Vec::new()),
+                rooms: Mutex::new(HashSet::new()),
+                acks: Mutex::new(HashMap::new()),
+                connected: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// The socket id (distinct from the Engine.IO session id, as in socket.io 4).
+    pub fn id(&self) -> &Str {
+        &self.inner.id
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &Namespace {
+        &self.inner.ns
+    }
+
+    /// The handshake: `auth` payload, headers, query, peer address.
+    pub fn handshake(&self) -> &Handshake {
+        &self.inner.handshake
+    }
+
+    /// The Engine.IO session id of the underlying connection.
+    pub fn engine_id(&self) -> &Str {
+        self.inner.conn.engine().id()
+    }
+
+    /// The transport currently in use.
+    pub fn transport(&self) -> crate::engine::TransportType {
+        self.inner.conn.engine().transport()
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Register the handler for `event` (replacing an earlier one).
+    pub fn on<F>(&self, event: impl Into<String>, handler: F)
+    where
+        F: Fn(&SocketRef, Event) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.inner.handlers.write() {
+            h.insert(event.into(), Arc::new(handler));
+        }
+    }
+
+    /// Remove the handler for `event`.
+    pub fn off(&self, event: &str) {
+        if let Ok(mut h) = self.inner.handlers.write() {
+            h.remove(event);
+        }
+    }
+
+    /// A catch-all listener: sees every incoming event before its own handler does.
+    pub fn on_any<F>(&self, handler: F)
+    where
+        F: Fn(&SocketRef, &Event) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.inner.any.write() {
+            h.push(Arc::new(handler));
+        }
+    }
+
+    /// Run `handler` once when the socket disconnects (at once if it already has).
+    pub fn on_disconnect<F>(&self, handler: F)
+    where
+        F: FnOnce(&SocketRef, DisconnectReason) + Send + 'static,
+    {
+        if self.connected() {
+            if let Ok(mut h) = self.inner.on_disconnect.lock() {
+                h.push(Box::new(handler));
+                return;
+            }
+        }
+        handler(self, DisconnectReason::TransportClose);
+    }
+
+    /// Emit `event` with one argument to this socket.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        self.emit_args(event, Args::one(data)?)
+    }
+
+    /// Emit `event` with any number of arguments (and binary attachments).
+    pub fn emit_args(&self, event: &str, args: impl Into<Args>) -> Result<(), EmitError> {
+        let packet = event_packet(self.inner.ns.name(), event, args.into(), None);
+        self.send_packet(&packet)
+    }
+
+    /// Emit and wait for the acknowledgement, at most `timeout`.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        timeout: Duration,
+    ) -> Result<Args, AckError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.emit_with_ack_cb(event, args, timeout, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await.unwrap_or(Err(AckError::Disconnected))
+    }
+
+    /// Emit and call `callback` with the acknowledgement, or with
+    /// [`AckError::Timeout`] / [`AckError::Disconnected`]. The callback runs exactly once,
+    /// on a runtime thread.
+    pub fn emit_with_ack_cb<F>(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        timeout: Duration,
+        callback: F,
+    ) where
+        F: FnOnce(Result<Args, AckError>) + Send + 'static,
+    {
+        let id = self.inner.ns.next_ack_id();
+        let packet = event_packet(self.inner.ns.name(), event, args.into(), Some(id));
+        self.register_ack(id, Box::new(callback), timeout);
+        if let Err(e) = self
+            .inner
+            .conn
+            .engine()
+            .send_frames(&packet.encode_frames())
+        {
+            if let Some(cb) = self.take_ack(id) {
+                cb(Err(AckError::Send(e)));
+            }
+        }
+    }
+
+    pub(crate) fn register_ack(&self, id: u64, cb: AckCallback, timeout: Duration) {
+        if !self.connected() {
+            cb(Err(AckError::Disconnected));
+            return;
+        }
+        if let Ok(mut acks) = self.inner.acks.lock() {
+            acks.insert(id, cb);
+        }
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.ns.io().spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(inner) = weak.upgrade() {
+                let s = SocketRef { inner };
+                if let Some(cb) = s.take_ack(id) {
+                    cb(Err(AckError::Timeout));
+                }
+            }
+        });
+    }
+
+    fn take_ack(&self, id: u64) -> Option<AckCallback> {
+        self.inner.acks.lock().ok()?.remove(&id)
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Send(SendError::Closed));
+        }
+        self.inner
+            .conn
+            .engine()
+            .send_frames(&packet.encode_frames())
+            .map_err(EmitError::from)
+    }
+
+    /// Join `room`.
+    pub fn join(&self, room: impl Into<Room>) {
+        self.inner.ns.add_to_room(self, room.into());
+    }
+
+    /// Leave `room`.
+    pub fn leave(&self, room: &str) {
+        self.inner.ns.remove_from_room(self, room);
+    }
+
+    /// Leave every room (the socket's own room included).
+    pub fn leave_all(&self) {
+        self.inner.ns.remove_from_all_rooms(self);
+    }
+
+    /// The rooms this socket is in (its own id included), sorted.
+    pub fn rooms(&self) -> Vec<Room> {
+        let mut v: Vec<Room> = self
+            .inner
+            .rooms
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Broadcast to `room`, excluding this socket.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// Broadcast to every other socket of the namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.inner.ns.clone()).except_socket(self.inner.id.clone())
+    }
+
+    /// Broadcast to everyone but the sockets in `room` (and this one).
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().except(room)
+    }
+
+    /// Disconnect this socket from the namespace (the client gets a DISCONNECT packet and
+    /// reports `io server disconnect`).
+    pub fn disconnect(&self) {
+        if !self.connected() {
+            return;
+        }
+        let _ = self.send_packet(&Packet::disconnect(self.inner.ns.name().clone()));
+        self.close(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Tear down (idempotent): leave the namespace and rooms, fail pending acks, run the
+    /// disconnect handlers.
+    pub(crate) fn close(&self, reason: DisconnectReason) {
+        if !self.inner.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.ns.remove_socket(self);
+        self.inner.conn.remove_socket(self.inner.ns.name());
+        let acks: Vec<AckCallback> = self
+            .inner
+            .acks
+            .lock()
+            .map(|mut a| a.drain().map(|(_, cb)| cb).collect())
+            .unwrap_or_default();
+        for cb in acks {
+            cb(Err(AckError::Disconnected));
+        }
+        let handlers: Vec<DisconnectHandler> = self
+            .inner
+            .on_disconnect
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        for h in handlers {
+            h(self, reason);
+        }
+        if let Ok(mut h) = self.inner.handlers.write() {
+            h.clear();
+        }
+        if let Ok(mut h) = self.inner.any.write() {
+            h.clear();
+        }
+    }
+
+    /// Deliver an EVENT packet to the handlers.
+    pub(crate) fn handle_event(&self, packet: Packet) {
+        let Some(Value::Array(mut values)) = packet.data else {
+            return;
+        };
+        if values.is_empty() {
+            return;
+        }
+        let name = match values.remove(0) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let ack = packet.id.map(|id| AckSender {
+            socket: self.clone(),
+            id,
+            sent: Arc::new(AtomicBool::new(false)),
+        });
+        let event = Event {
+            name,
+            args: Args {
+                values,
+                bins: packet.attachments,
+            },
+            ack,
+        };
+        let any: Vec<AnyHandler> = self.inner.any.read().map(|h| h.clone()).unwrap_or_default();
+        for h in &any {
+            h(self, &event);
+        }
+        let handler = self
+            .inner
+            .handlers
+            .read()
+            .ok()
+            .and_then(|h| h.get(&event.name).cloned());
+        match handler {
+            Some(h) => h(self, event),
+            None if any.is_empty() => {
+                tracing::trace!(event = %event.name, sid = %self.inner.id, "no handler for event");
+            }
+            None => {}
+        }
+    }
+
+    /// Deliver an ACK packet to the waiting callback.
+    pub(crate) fn handle_ack(&self, packet: Packet) {
+        let Some(id) = packet.id else { return };
+        let values = match packet.data {
+            Some(Value::Array(v)) => v,
+            _ => Vec::new(),
+        };
+        if let Some(cb) = self.take_ack(id) {
+            cb(Ok(Args {
+                values,
+                bins: packet.attachments,
+            }));
+        }
+    }
+}
+
+/// `["event", ...args]` as a packet for namespace `nsp`.
+pub(crate) fn event_packet(nsp: &Str, event: &str, args: Args, id: Option<u64>) -> Packet {
+    let mut values = Vec::with_capacity(args.values.len() + 1);
+    values.push(Value::String(event.to_owned()));
+    values.extend(args.values);
+    Packet::event(nsp.clone(), Value::Array(values), args.bins, id)
+}
+
+impl From<SerializeError> for EmitError {
+    fn from(e: SerializeError) -> Self {
+        EmitError::Serialize(e)
+    }
+}
