@@ -6,6 +6,8 @@
 //! are handed, in wire order, to the [`EngineHandler`] — the Socket.IO layer, or an
 //! application that wants raw Engine.IO messages like the `engine.io` package offers.
 
+pub mod client;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod client;
 mod conn;
 mod namespace;
 mod payload;

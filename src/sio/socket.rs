@@ -15,6 +15,7 @@ use super::payload::{AckError, Args, SerializeError};
 use super::{DisconnectReason, EmitError, Handshake, Room};
 use crate::engine::SendError;
 use crate::proto::Str;
+use crate::proto::engineio::Frame;
 use crate::proto::socketio::Packet;
 
 pub(crate) type EventHandler = Arc<dyn Fn(&SocketRef, Event) + Send + Sync>;
@@ -34,12 +35,20 @@ pub struct Event {
     pub ack: Option<AckSender>,
 }
 
+/// Where an acknowledgement goes: a server-side socket or a client socket.
+pub(crate) trait AckSink: Send + Sync {
+    /// The namespace the ack belongs to.
+    fn nsp(&self) -> &Str;
+    /// Queue the encoded ACK packet.
+    fn send_frames(&self, frames: Vec<Frame>) -> Result<(), SendError>;
+}
+
 /// The right to answer one acknowledgement, exactly once. Clones share that right:
 /// the first `send` wins, later ones return [`AckSendError::AlreadySent`].
 /// Dropping every clone without sending leaves the peer's ack unanswered (its timeout fires).
 #[derive(Clone)]
 pub struct AckSender {
-    socket: SocketRef,
+    sink: Arc<dyn AckSink>,
     id: u64,
     sent: Arc<AtomicBool>,
 }
@@ -47,7 +56,7 @@ pub struct AckSender {
 impl fmt::Debug for AckSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AckSender")
-            .field("socket", &self.socket.id())
+            .field("nsp", self.sink.nsp())
             .field("id", &self.id)
             .finish()
     }
@@ -68,9 +77,22 @@ pub enum AckSendError {
 }
 
 impl AckSender {
+    pub(crate) fn new(sink: Arc<dyn AckSink>, id: u64) -> Self {
+        AckSender {
+            sink,
+            id,
+            sent: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// The ack id of the request.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether an answer was sent already.
+    pub fn is_sent(&self) -> bool {
+        self.sent.load(Ordering::Acquire)
     }
 
     /// Answer with these arguments.
@@ -80,22 +102,28 @@ impl AckSender {
         }
         let args = args.into();
         let packet = Packet::ack(
-            self.socket.inner.ns.name().clone(),
+            self.sink.nsp().clone(),
             self.id,
             Value::Array(args.values),
             args.bins,
         );
-        self.socket
-            .inner
-            .conn
-            .engine()
-            .send_frames(&packet.encode_frames())?;
+        self.sink.send_frames(packet.encode_frames())?;
         Ok(())
     }
 
     /// Answer with one serializable value.
     pub fn send_one<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), AckSendError> {
         self.send(Args::one(value)?)
+    }
+}
+
+impl AckSink for SocketInner {
+    fn nsp(&self) -> &Str {
+        self.ns.name()
+    }
+
+    fn send_frames(&self, frames: Vec<Frame>) -> Result<(), SendError> {
+        self.conn.engine().send_frames(&frames)
     }
 }
 
@@ -398,28 +426,9 @@ impl SocketRef {
 
     /// Deliver an EVENT packet to the handlers.
     pub(crate) fn handle_event(&self, packet: Packet) {
-        let Some(Value::Array(mut values)) = packet.data else {
+        let Some(event) = event_from_packet(packet, || self.inner.clone() as Arc<dyn AckSink>)
+        else {
             return;
-        };
-        if values.is_empty() {
-            return;
-        }
-        let name = match values.remove(0) {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        let ack = packet.id.map(|id| AckSender {
-            socket: self.clone(),
-            id,
-            sent: Arc::new(AtomicBool::new(false)),
-        });
-        let event = Event {
-            name,
-            args: Args {
-                values,
-                bins: packet.attachments,
-            },
-            ack,
         };
         let any: Vec<AnyHandler> = self.inner.any.read().map(|h| h.clone()).unwrap_or_default();
         for h in &any {
@@ -443,16 +452,47 @@ impl SocketRef {
     /// Deliver an ACK packet to the waiting callback.
     pub(crate) fn handle_ack(&self, packet: Packet) {
         let Some(id) = packet.id else { return };
-        let values = match packet.data {
-            Some(Value::Array(v)) => v,
-            _ => Vec::new(),
-        };
         if let Some(cb) = self.take_ack(id) {
-            cb(Ok(Args {
-                values,
-                bins: packet.attachments,
-            }));
+            cb(Ok(ack_args(packet)));
         }
+    }
+}
+
+/// An EVENT packet as an [`Event`]; `sink` makes the ack sender when an ack is asked for.
+pub(crate) fn event_from_packet(
+    packet: Packet,
+    sink: impl FnOnce() -> Arc<dyn AckSink>,
+) -> Option<Event> {
+    let Some(Value::Array(mut values)) = packet.data else {
+        return None;
+    };
+    if values.is_empty() {
+        return None;
+    }
+    let name = match values.remove(0) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let ack = packet.id.map(|id| AckSender::new(sink(), id));
+    Some(Event {
+        name,
+        args: Args {
+            values,
+            bins: packet.attachments,
+        },
+        ack,
+    })
+}
+
+/// The arguments of an ACK packet.
+pub(crate) fn ack_args(packet: Packet) -> Args {
+    let values = match packet.data {
+        Some(Value::Array(v)) => v,
+        _ => Vec::new(),
+    };
+    Args {
+        values,
+        bins: packet.attachments,
     }
 }
 
