@@ -65,7 +65,7 @@ run_interop() {
 }
 
 if [ "$REFERENCE" = 1 ]; then
-  unset TETHER_TEST_SERVER TETHER_CHAT_BIN
+  unset TETHER_TEST_SERVER TETHER_CHAT_BIN TETHER_CLIENT_BIN TETHER_CLIENT_EXAMPLE
   run_interop "against the Node reference server"
   step "done (reference)"
   exit 0
@@ -93,7 +93,9 @@ TARGET_DIR="$(cargo metadata --format-version 1 --no-deps \
 echo "target dir: $TARGET_DIR"
 export TETHER_TEST_SERVER="$TARGET_DIR/debug/examples/conformance_server"
 export TETHER_CHAT_BIN="$TARGET_DIR/debug/examples/chat"
-for bin in "$TETHER_TEST_SERVER" "$TETHER_CHAT_BIN"; do
+export TETHER_CLIENT_BIN="$TARGET_DIR/debug/examples/conformance_client"
+export TETHER_CLIENT_EXAMPLE="$TARGET_DIR/debug/examples/client"
+for bin in "$TETHER_TEST_SERVER" "$TETHER_CHAT_BIN" "$TETHER_CLIENT_BIN" "$TETHER_CLIENT_EXAMPLE"; do
   if [ ! -x "$bin" ]; then
     echo "missing example binary: $bin (cargo build --examples should have built it)" >&2
     exit 1

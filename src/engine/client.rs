@@ -10,12 +10,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::TransportType;
 use crate::proto::Str;
 use crate::proto::engineio::{Frame, Handshake, Packet, PayloadEncoder, decode_payload};
 use crate::transport::client::{ClientWs, HttpConn, Target, TransportError, ws_connect};
+use crate::transport::websocket::{frame_message, text_message};
 
 /// Engine.IO client settings.
 #[derive(Debug, Clone)]
@@ -142,18 +143,6 @@ impl EngineClient {
             // flag it so the driver stops at its next turn.
             self.closed.store(true, Ordering::Release);
         }
-    }
-}
-
-fn text_message(s: &Str) -> Message {
-    // SAFETY: `Str` is valid UTF-8 by construction.
-    Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(s.clone().into_bytes()) })
-}
-
-fn frame_message(f: Frame) -> Message {
-    match f {
-        Frame::Text(s) => text_message(&s),
-        Frame::Binary(b) => Message::Binary(b),
     }
 }
 

@@ -247,9 +247,27 @@ pub struct ClientBuilder {
     offline_buffer: usize,
     connect_timeout: Duration,
     decoder: DecoderConfig,
+    retries: u32,
+    ack_timeout: Duration,
 }
 
 impl ClientBuilder {
+    /// At-least-once delivery (socket.io-client 4.6+'s `retries`): every emit waits in an
+    /// ordered queue and is sent, one at a time, with an acknowledgement request; without
+    /// an ack within `ack_timeout` it is sent again, up to `retries` more times. The
+    /// server may see a packet twice. Default 0 (off: at-most-once).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Ack timeout for each try of a retried emit (default 5 s; see
+    /// [`ClientBuilder::retries`]).
+    pub fn ack_timeout(mut self, d: Duration) -> Self {
+        self.ack_timeout = d;
+        self
+    }
+
     /// The Engine.IO path (default `/socket.io/`).
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
@@ -336,6 +354,8 @@ impl ClientBuilder {
             reconnection: self.reconnection,
             offline_buffer: self.offline_buffer,
             connect_timeout: self.connect_timeout,
+            retries: self.retries,
+            ack_timeout: self.ack_timeout,
             decoder: self.decoder,
             sockets: Mutex::new(HashMap::new()),
             engine: Mutex::new(None),
@@ -375,6 +395,8 @@ struct Manager {
     reconnection: Reconnection,
     offline_buffer: usize,
     connect_timeout: Duration,
+    retries: u32,
+    ack_timeout: Duration,
     decoder: DecoderConfig,
     sockets: Mutex<HashMap<Str, ClientSocket>>,
     engine: Mutex<Option<EngineClient>>,
@@ -425,6 +447,8 @@ impl Client {
             offline_buffer: 1024,
             connect_timeout: Duration::from_secs(20),
             decoder: DecoderConfig::default(),
+            retries: 0,
+            ack_timeout: Duration::from_secs(5),
         }
     }
 
@@ -525,6 +549,19 @@ struct SockState {
     active: bool,
     buffer: VecDeque<Vec<Frame>>,
     waiters: Vec<oneshot::Sender<Result<(), ClientError>>>,
+    /// The retry queue (with `retries > 0`): head is in flight when `in_flight`.
+    queue: VecDeque<Queued>,
+    queue_seq: u64,
+    in_flight: bool,
+}
+
+struct Queued {
+    seq: u64,
+    event: String,
+    args: Args,
+    timeout: Duration,
+    tries: u32,
+    callback: Option<AckCallback>,
 }
 
 struct SocketInner {
@@ -745,6 +782,9 @@ impl ClientSocket {
     /// Emit `event` with any arguments. While disconnected the packet waits in the
     /// offline buffer (flushed in order on connect).
     pub fn emit_args(&self, event: &str, args: impl Into<Args>) -> Result<(), ClientEmitError> {
+        if let Some(timeout) = self.retry_timeout() {
+            return self.enqueue(event, args.into(), timeout, None);
+        }
         self.emit_inner(event, args.into(), None, false)
     }
 
@@ -784,11 +824,24 @@ impl ClientSocket {
     where
         F: FnOnce(Result<Args, AckError>) + Send + 'static,
     {
+        if self.retry_timeout().is_some() {
+            return self.enqueue(event, args.into(), timeout, Some(Box::new(callback)));
+        }
+        self.emit_with_ack_raw(event, args.into(), timeout, Box::new(callback))
+    }
+
+    fn emit_with_ack_raw(
+        &self,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+        callback: AckCallback,
+    ) -> Result<(), ClientEmitError> {
         let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut acks) = self.inner.acks.lock() {
-            acks.insert(id, Box::new(callback));
+            acks.insert(id, callback);
         }
-        if let Err(e) = self.emit_inner(event, args.into(), Some(id), false) {
+        if let Err(e) = self.emit_inner(event, args, Some(id), false) {
             self.take_ack(id);
             return Err(e);
         }
@@ -804,6 +857,103 @@ impl ClientSocket {
             });
         }
         Ok(())
+    }
+
+    /// The per-try ack timeout when retries are on.
+    fn retry_timeout(&self) -> Option<Duration> {
+        let m = self.inner.manager.upgrade()?;
+        (m.retries > 0).then_some(m.ack_timeout)
+    }
+
+    fn enqueue(
+        &self,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+        callback: Option<AckCallback>,
+    ) -> Result<(), ClientEmitError> {
+        if RESERVED_EVENTS.contains(&event) {
+            return Err(ClientEmitError::Reserved(event.to_owned()));
+        }
+        let cap = self
+            .inner
+            .manager
+            .upgrade()
+            .map(|m| m.offline_buffer)
+            .unwrap_or(0);
+        {
+            let mut st = self.state();
+            if st.queue.len() >= cap {
+                return Err(ClientEmitError::BufferFull);
+            }
+            st.queue_seq += 1;
+            let seq = st.queue_seq;
+            st.queue.push_back(Queued {
+                seq,
+                event: event.to_owned(),
+                args,
+                timeout,
+                tries: 0,
+                callback,
+            });
+        }
+        self.drain_queue();
+        Ok(())
+    }
+
+    /// Send the retry queue's head when connected and nothing is in flight.
+    fn drain_queue(&self) {
+        let next = {
+            let mut st = self.state();
+            if !st.connected || st.in_flight {
+                return;
+            }
+            let Some(head) = st.queue.front_mut() else {
+                return;
+            };
+            head.tries += 1;
+            let n = (
+                head.seq,
+                head.event.clone(),
+                head.args.clone(),
+                head.timeout,
+            );
+            st.in_flight = true;
+            n
+        };
+        let (seq, event, args, timeout) = next;
+        let me = self.clone();
+        let sent = self.emit_with_ack_raw(
+            &event,
+            args,
+            timeout,
+            Box::new(move |r| me.queue_acked(seq, r)),
+        );
+        if sent.is_err() {
+            self.state().in_flight = false;
+        }
+    }
+
+    fn queue_acked(&self, seq: u64, r: Result<Args, AckError>) {
+        let retries = self.inner.manager.upgrade().map(|m| m.retries).unwrap_or(0);
+        let done = {
+            let mut st = self.state();
+            let Some(head) = st.queue.front() else { return };
+            if head.seq != seq {
+                return;
+            }
+            let finished = r.is_ok() || head.tries > retries;
+            st.in_flight = false;
+            if finished {
+                st.queue.pop_front().map(|q| (q.callback, r))
+            } else {
+                None
+            }
+        };
+        if let Some((Some(cb), r)) = done {
+            cb(r);
+        }
+        self.drain_queue();
     }
 
     fn take_ack(&self, id: u64) -> Option<AckCallback> {
@@ -851,9 +1001,10 @@ impl ClientSocket {
         Ok(())
     }
 
-    /// Packets waiting in the offline buffer.
+    /// Packets waiting: the offline buffer plus the retry queue.
     pub fn buffered(&self) -> usize {
-        self.state().buffer.len()
+        let st = self.state();
+        st.buffer.len() + st.queue.len()
     }
 
     // ---- called by the manager task ----
@@ -875,8 +1026,10 @@ impl ClientSocket {
                 }
             }
             st.connected = true;
+            st.in_flight = false;
             std::mem::take(&mut st.waiters)
         };
+        self.drain_queue();
         for w in waiters {
             let _ = w.send(Ok(()));
         }

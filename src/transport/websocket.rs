@@ -44,12 +44,12 @@ pub(crate) async fn wrap(upgraded: Upgraded, engine: &Engine) -> Ws {
     .await
 }
 
-fn text_message(s: &Str) -> Message {
+pub(crate) fn text_message(s: &Str) -> Message {
     // SAFETY: `Str` is valid UTF-8 by construction.
     Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(s.clone().into_bytes()) })
 }
 
-fn frame_message(frame: Frame) -> Message {
+pub(crate) fn frame_message(frame: Frame) -> Message {
     match frame {
         Frame::Text(s) => text_message(&s),
         Frame::Binary(b) => Message::Binary(b),
