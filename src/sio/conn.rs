@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::socket::SocketRef;
-use super::{ConnectContext, DisconnectReason, Handshake, IoInner};
+use super::{ConnectContext, ConnectError, DisconnectReason, Handshake, IoInner, Namespace};
 use crate::engine::{DisconnectReason as EngineReason, EngineHandler, EngineSocket};
 use crate::proto::Str;
 use crate::proto::socketio::{Decoder, Packet, PacketType, ParseError};
@@ -41,6 +41,79 @@ impl Conn {
 
 fn conn_of(socket: &EngineSocket) -> Option<Arc<Conn>> {
     socket.ext::<Conn>()
+}
+
+fn refuse(conn: &Arc<Conn>, nsp: Str, e: ConnectError) {
+    let err = Packet::connect_error(nsp, &e.message, e.data);
+    let _ = conn.engine.send_frames(&err.encode_frames());
+}
+
+fn accept(conn: &Arc<Conn>, ns: Namespace, ctx: ConnectContext) {
+    if conn.engine.is_closed() {
+        return;
+    }
+    let nsp = ctx.nsp;
+    if conn.socket(nsp.as_str()).is_some() {
+        return;
+    }
+    let sid = crate::engine::generate_sid();
+    let socket = SocketRef::new(sid.clone(), ns.clone(), conn.clone(), ctx.handshake);
+    if let Ok(mut s) = conn.sockets.lock() {
+        s.insert(nsp.clone(), socket.clone());
+    }
+    ns.add_socket(&socket);
+    let ok = Packet::connect(nsp, Some(serde_json::json!({ "sid": sid.as_str() })));
+    let _ = conn.engine.send_frames(&ok.encode_frames());
+    if let Some(h) = ns.connect_handler() {
+        h(socket);
+    }
+}
+
+struct Pending {
+    conn: Arc<Conn>,
+    ns: Namespace,
+    ctx: ConnectContext,
+}
+
+/// The answer to a connection request held by a deferred middleware
+/// ([`Namespace::use_deferred_middleware`]): [`ConnectDecision::accept`] or
+/// [`ConnectDecision::reject`], now or later, from any thread. Dropping it unanswered
+/// refuses the connection (`connect_error` "connection refused").
+pub struct ConnectDecision {
+    pending: Option<Pending>,
+}
+
+impl std::fmt::Debug for ConnectDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectDecision")
+            .field("nsp", &self.pending.as_ref().map(|p| p.ctx.nsp.clone()))
+            .finish()
+    }
+}
+
+impl ConnectDecision {
+    /// Let the socket in: the client is told it is connected, then the namespace's
+    /// connection handler runs.
+    pub fn accept(mut self) {
+        if let Some(p) = self.pending.take() {
+            accept(&p.conn, p.ns, p.ctx);
+        }
+    }
+
+    /// Refuse: the client gets a `connect_error` with the error's message and data.
+    pub fn reject(mut self, error: ConnectError) {
+        if let Some(p) = self.pending.take() {
+            refuse(&p.conn, p.ctx.nsp, error);
+        }
+    }
+}
+
+impl Drop for ConnectDecision {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            refuse(&p.conn, p.ctx.nsp, ConnectError::new("connection refused"));
+        }
+    }
 }
 
 impl IoInner {
@@ -82,24 +155,24 @@ impl IoInner {
         };
         for m in ns.middlewares() {
             if let Err(e) = m(&ctx) {
-                let err = Packet::connect_error(nsp, &e.message, e.data);
-                let _ = conn.engine.send_frames(&err.encode_frames());
+                refuse(conn, nsp, e);
                 return;
             }
         }
-        let sid = crate::engine::generate_sid();
-        let socket = SocketRef::new(sid.clone(), ns.clone(), conn.clone(), ctx.handshake);
-        if let Ok(mut s) = conn.sockets.lock() {
-            s.insert(nsp.clone(), socket.clone());
-        }
-        ns.add_socket(&socket);
-        let ok = Packet::connect(nsp, Some(serde_json::json!({ "sid": sid.as_str() })));
-        let _ = conn.engine.send_frames(&ok.encode_frames());
-        if let Some(h) = ns.connect_handler() {
-            h(socket);
+        match ns.deferred_middleware() {
+            Some(hook) => {
+                let decision = ConnectDecision {
+                    pending: Some(Pending {
+                        conn: conn.clone(),
+                        ns,
+                        ctx: ctx.clone(),
+                    }),
+                };
+                hook(&ctx, decision);
+            }
+            None => accept(conn, ns, ctx),
         }
     }
-
     fn decode_error(&self, conn: &Arc<Conn>, e: ParseError) {
         tracing::debug!(error = %e, sid = %conn.engine.id(), "bad socket.io packet: closing");
         conn.engine.close_with(EngineReason::ParseError);

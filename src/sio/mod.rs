@@ -31,6 +31,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use conn::ConnectDecision;
 pub use namespace::{BroadcastAcks, BroadcastOperator, Namespace};
 pub use payload::{AckError, Args, SerializeError};
 pub use socket::{AckSendError, AckSender, Event, SocketRef};

@@ -16,6 +16,8 @@ use crate::proto::Str;
 use crate::proto::engineio::Frame;
 
 pub(crate) type ConnectHandler = Arc<dyn Fn(SocketRef) + Send + Sync>;
+pub(crate) type DeferredMiddleware =
+    Arc<dyn Fn(&ConnectContext, super::ConnectDecision) + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(&ConnectContext) -> Result<(), ConnectError> + Send + Sync>;
 
 pub(crate) struct NsInner {
@@ -26,6 +28,7 @@ pub(crate) struct NsInner {
     ack_ids: AtomicU64,
     on_connect: RwLock<Option<ConnectHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
+    deferred: RwLock<Option<DeferredMiddleware>>,
 }
 
 /// A namespace (`/`, `/admin`, ...): its sockets, rooms, handlers and middleware.
@@ -77,6 +80,7 @@ impl Namespace {
                 ack_ids: AtomicU64::new(0),
                 on_connect: RwLock::new(None),
                 middlewares: RwLock::new(Vec::new()),
+                deferred: RwLock::new(None),
             }),
         }
     }
@@ -116,6 +120,23 @@ impl Namespace {
             m.push(Arc::new(middleware));
         }
         self
+    }
+
+    /// Set the deferred middleware: it runs after the others and answers through the
+    /// [`super::ConnectDecision`] it is given, now or later, from any thread (an auth
+    /// service call, a C callback answering on the game thread...). One per namespace.
+    pub fn use_deferred_middleware<F>(&self, middleware: F) -> &Self
+    where
+        F: Fn(&ConnectContext, super::ConnectDecision) + Send + Sync + 'static,
+    {
+        if let Ok(mut d) = self.inner.deferred.write() {
+            *d = Some(Arc::new(middleware));
+        }
+        self
+    }
+
+    pub(crate) fn deferred_middleware(&self) -> Option<DeferredMiddleware> {
+        self.inner.deferred.read().ok().and_then(|d| d.clone())
     }
 
     pub(crate) fn middlewares(&self) -> Vec<Middleware> {
