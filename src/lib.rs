@@ -16,11 +16,13 @@ pub mod config;
 pub mod engine;
 pub mod proto;
 pub mod sio;
+pub mod tls;
 pub mod transport;
+pub mod ws;
 
 pub use config::{Cors, EngineConfig, RequestInfo, SioConfig};
 pub use sio::{Args, Event, Io, SocketRef};
-pub use transport::http::{ServerHandle, StaticRoutes};
+pub use transport::http::{Routes, ServerHandle, StaticRoutes};
 
 /// The README's code, compiled as a doctest so it never rots.
 #[doc = include_str!("../README.md")]

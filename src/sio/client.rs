@@ -249,6 +249,7 @@ pub struct ClientBuilder {
     decoder: DecoderConfig,
     retries: u32,
     ack_timeout: Duration,
+    tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientBuilder {
@@ -310,6 +311,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust settings for `https://` / `wss://` (default: the Mozilla roots).
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Reconnection settings.
     pub fn reconnection(mut self, r: Reconnection) -> Self {
         self.reconnection = r;
@@ -337,6 +344,9 @@ impl ClientBuilder {
         let (mut target, nsp) =
             Target::parse(&self.url, &self.path).map_err(|e| ClientError::Config(e.to_string()))?;
         target.query.extend(self.query);
+        if let Some(tls) = self.tls {
+            target.tls = tls;
+        }
         for (k, v) in &self.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| ClientError::Config(format!("header {k}: {e}")))?;
@@ -449,6 +459,7 @@ impl Client {
             decoder: DecoderConfig::default(),
             retries: 0,
             ack_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 

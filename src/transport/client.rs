@@ -13,6 +13,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::tls::{BoxIo, ClientTls};
+
 /// Why a client transport operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -42,12 +44,15 @@ pub enum TransportError {
     /// The operation did not finish in time.
     #[error("timed out")]
     Timeout,
+    /// The TLS handshake failed (untrusted certificate, wrong host name, ...).
+    #[error("tls error: {0}")]
+    Tls(String),
 }
 
 /// Where a client connects: host, port, Engine.IO path, extra query and headers.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `https`/`wss` (TLS is not supported yet: such URLs are refused).
+    /// `https`/`wss`: TLS, verified with `tls`.
     pub secure: bool,
     /// Host name or address.
     pub host: String,
@@ -59,6 +64,8 @@ pub struct Target {
     pub query: Vec<(String, String)>,
     /// Extra headers sent with every request.
     pub headers: HeaderMap,
+    /// Trust settings for `https`/`wss` (default: the Mozilla roots).
+    pub tls: ClientTls,
 }
 
 impl Target {
@@ -111,6 +118,7 @@ impl Target {
                 path,
                 query,
                 headers: HeaderMap::new(),
+                tls: ClientTls::default(),
             },
             nsp,
         ))
@@ -146,17 +154,24 @@ impl Target {
         format!("{}?{}", self.path, q.finish())
     }
 
-    async fn tcp(&self, timeout: Duration) -> Result<TcpStream, TransportError> {
-        if self.secure {
-            return Err(TransportError::InvalidUrl(
-                "TLS (https/wss) is not supported yet".to_owned(),
-            ));
-        }
-        let s = tokio::time::timeout(timeout, TcpStream::connect((self.host.as_str(), self.port)))
+    /// Open a TCP connection, with TLS for `https`/`wss`.
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<BoxIo, TransportError> {
+        let fut = async {
+            let s = TcpStream::connect((self.host.as_str(), self.port)).await?;
+            let _ = s.set_nodelay(true);
+            if !self.secure {
+                return Ok::<BoxIo, TransportError>(Box::new(s));
+            }
+            let tls = self
+                .tls
+                .connect(&self.host, s)
+                .await
+                .map_err(|e| TransportError::Tls(e.to_string()))?;
+            Ok(Box::new(tls))
+        };
+        tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| TransportError::Timeout)??;
-        let _ = s.set_nodelay(true);
-        Ok(s)
+            .map_err(|_| TransportError::Timeout)?
     }
 }
 
@@ -177,8 +192,8 @@ impl HttpConn {
     ) -> Result<&mut http1::SendRequest<Full<Bytes>>, TransportError> {
         let usable = self.sender.as_mut().is_some_and(|s| !s.is_closed());
         if !usable {
-            let tcp = target.tcp(timeout).await?;
-            let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            let io = target.connect(timeout).await?;
+            let (sender, conn) = http1::handshake(TokioIo::new(io))
                 .await
                 .map_err(|e| TransportError::Http(e.to_string()))?;
             tokio::spawn(async move {
@@ -264,7 +279,7 @@ impl HttpConn {
     }
 }
 
-pub(crate) type ClientWs = WebSocketStream<TcpStream>;
+pub(crate) type ClientWs = WebSocketStream<BoxIo>;
 
 /// Open a WebSocket to the Engine.IO endpoint (`sid` for an upgrade).
 pub(crate) async fn ws_connect(
@@ -274,7 +289,8 @@ pub(crate) async fn ws_connect(
     max_message: usize,
 ) -> Result<ClientWs, TransportError> {
     let url = format!(
-        "ws://{}{}",
+        "{}://{}{}",
+        if target.secure { "wss" } else { "ws" },
         target.host_header(),
         target.path_and_query("websocket", sid)
     );
@@ -290,8 +306,8 @@ pub(crate) async fn ws_connect(
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     let fut = async {
-        let tcp = target.tcp(timeout).await?;
-        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, tcp, Some(config))
+        let io = target.connect(timeout).await?;
+        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, io, Some(config))
             .await
             .map_err(|e| TransportError::WebSocket(e.to_string()))?;
         Ok(ws)

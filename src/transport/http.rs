@@ -17,8 +17,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 
-use crate::config::{CorsOrigins, RequestInfo};
+use crate::config::{CorsOrigins, EngineConfig, RequestInfo};
 use crate::engine::{Engine, TransportType};
+use crate::tls::{BoxIo, ServerTls};
+use crate::ws::WsServer;
 
 pub(crate) type Resp = Response<Full<Bytes>>;
 
@@ -69,16 +71,34 @@ fn engine_error_msg(e: EngineError, message: &str) -> Resp {
     response(status, "application/json", Bytes::from(body))
 }
 
-/// Fixed responses served beside Engine.IO (a chat page, a client script...).
+/// What a listener serves beside Engine.IO: fixed responses (a chat page, a client
+/// script...), plain WebSocket endpoints, and TLS for all of it.
 #[derive(Debug, Clone, Default)]
-pub struct StaticRoutes {
+pub struct Routes {
     files: HashMap<String, (String, Bytes)>,
+    websockets: HashMap<String, WsServer>,
+    tls: Option<ServerTls>,
 }
 
-impl StaticRoutes {
+/// The former name of [`Routes`].
+pub type StaticRoutes = Routes;
+
+impl Routes {
     /// No routes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Serve a plain WebSocket endpoint at `path` (e.g. `/ws` beside Socket.IO).
+    pub fn websocket(mut self, path: impl Into<String>, server: WsServer) -> Self {
+        self.websockets.insert(path.into(), server);
+        self
+    }
+
+    /// Serve everything over TLS (`https://` and `wss://`) with this certificate.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Answer `GET path` with `body` and the given content type.
@@ -103,7 +123,7 @@ impl StaticRoutes {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    engine: Arc<Engine>,
+    engine: Option<Arc<Engine>>,
 }
 
 impl ServerHandle {
@@ -115,7 +135,9 @@ impl ServerHandle {
     /// Stop accepting connections and close every session.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
-        self.engine.close_all();
+        if let Some(e) = &self.engine {
+            e.close_all();
+        }
     }
 }
 
@@ -123,13 +145,34 @@ impl ServerHandle {
 pub async fn serve(
     engine: Arc<Engine>,
     addr: impl ToSocketAddrs,
-    routes: StaticRoutes,
+    routes: Routes,
+) -> std::io::Result<ServerHandle> {
+    serve_inner(Some(engine), addr, routes).await
+}
+
+/// Bind `addr` and serve only `routes` (plain WebSocket endpoints, files), no Engine.IO.
+pub async fn serve_routes(
+    addr: impl ToSocketAddrs,
+    routes: Routes,
+) -> std::io::Result<ServerHandle> {
+    serve_inner(None, addr, routes).await
+}
+
+async fn serve_inner(
+    engine: Option<Arc<Engine>>,
+    addr: impl ToSocketAddrs,
+    routes: Routes,
 ) -> std::io::Result<ServerHandle> {
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let limits = engine
+        .as_ref()
+        .map(|e| e.config.clone())
+        .unwrap_or_default();
     let ctx = Arc::new(Ctx {
         engine: engine.clone(),
+        limits,
         routes,
     });
     tokio::spawn(accept_loop(listener, ctx, shutdown_rx));
@@ -142,13 +185,14 @@ pub async fn serve(
 }
 
 struct Ctx {
-    engine: Arc<Engine>,
-    routes: StaticRoutes,
+    engine: Option<Arc<Engine>>,
+    limits: EngineConfig,
+    routes: Routes,
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
     let mut builder = http1::Builder::new();
-    let cfg = &ctx.engine.config;
+    let cfg = &ctx.limits;
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout)
@@ -174,12 +218,29 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::
         let builder = builder.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let io: BoxIo = match &ctx.routes.tls {
+                None => Box::new(stream),
+                Some(tls) => {
+                    let accept = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(ctx.limits.header_read_timeout, accept).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "tls handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             let svc = service_fn(move |req| {
                 let ctx = ctx.clone();
                 async move { Ok::<_, Infallible>(handle(ctx, req, peer).await) }
             });
             let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
@@ -199,7 +260,13 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::
 
 async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     let path = req.uri().path();
-    let engine_path = ctx.engine.config.path.as_str();
+    if let Some(ws) = ctx.routes.websockets.get(path) {
+        return websocket_endpoint(ws.clone(), req, peer);
+    }
+    let Some(engine) = &ctx.engine else {
+        return static_route(&ctx, &req);
+    };
+    let engine_path = engine.config.path.as_str();
     let trimmed = engine_path.trim_end_matches('/');
     if path == engine_path || (!trimmed.is_empty() && path == trimmed) {
         let origin = req.headers().get(header::ORIGIN).cloned();
@@ -211,21 +278,74 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>, peer: SocketAddr) -> Resp
         let mut resp = if preflight {
             response(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
         } else {
-            engine_request(&ctx.engine, req, peer).await
+            engine_request(engine, req, peer).await
         };
-        apply_cors(&ctx.engine, origin, preflight, request_headers, &mut resp);
+        apply_cors(engine, origin, preflight, request_headers, &mut resp);
         return resp;
     }
-    if req.method() == Method::GET || req.method() == Method::HEAD {
-        if let Some((ct, body)) = ctx.routes.get(path) {
-            return response(StatusCode::OK, ct, body.clone());
-        }
+    static_route(&ctx, &req)
+}
+
+fn static_route(ctx: &Ctx, req: &Request<Incoming>) -> Resp {
+    if (req.method() == Method::GET || req.method() == Method::HEAD)
+        && let Some((ct, body)) = ctx.routes.get(req.uri().path())
+    {
+        return response(StatusCode::OK, ct, body.clone());
     }
     response(
         StatusCode::NOT_FOUND,
         "text/plain",
         Bytes::from_static(b"Not Found"),
     )
+}
+
+/// A plain WebSocket endpoint: validate, answer 101, run the connection.
+fn websocket_endpoint(ws: WsServer, mut req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    if !is_websocket_upgrade(&req) {
+        return response(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            Bytes::from_static(b"expected a websocket upgrade"),
+        );
+    }
+    let protocol = match ws.negotiate(req.headers()) {
+        Ok(p) => p,
+        Err(403) => {
+            return response(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                Bytes::from_static(b"origin not allowed"),
+            );
+        }
+        Err(_) => return response(StatusCode::BAD_REQUEST, "text/plain", Bytes::new()),
+    };
+    let Some(mut resp) = accept_websocket(&req) else {
+        return response(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            Bytes::from_static(b"bad websocket handshake"),
+        );
+    };
+    if let Some(p) = &protocol
+        && let Ok(v) = HeaderValue::from_str(p)
+    {
+        resp.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    for (k, v) in ws.response_headers() {
+        resp.headers_mut().append(k, v);
+    }
+    let info = RequestInfo {
+        uri: req.uri().clone(),
+        headers: req.headers().clone(),
+        peer,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            ws.serve(TokioIo::new(upgraded), protocol, info).await;
+        }
+    });
+    resp
 }
 
 fn apply_cors(
