@@ -65,7 +65,8 @@ run_interop() {
 }
 
 if [ "$REFERENCE" = 1 ]; then
-  unset TETHER_TEST_SERVER TETHER_CHAT_BIN TETHER_CLIENT_BIN TETHER_CLIENT_EXAMPLE
+  unset TETHER_TEST_SERVER TETHER_CHAT_BIN TETHER_CLIENT_BIN TETHER_CLIENT_EXAMPLE \
+    TETHER_WS_ECHO_BIN TETHER_WSS_CHAT_BIN
   run_interop "against the Node reference server"
   step "done (reference)"
   exit 0
@@ -95,7 +96,10 @@ export TETHER_TEST_SERVER="$TARGET_DIR/debug/examples/conformance_server"
 export TETHER_CHAT_BIN="$TARGET_DIR/debug/examples/chat"
 export TETHER_CLIENT_BIN="$TARGET_DIR/debug/examples/conformance_client"
 export TETHER_CLIENT_EXAMPLE="$TARGET_DIR/debug/examples/client"
-for bin in "$TETHER_TEST_SERVER" "$TETHER_CHAT_BIN" "$TETHER_CLIENT_BIN" "$TETHER_CLIENT_EXAMPLE"; do
+export TETHER_WS_ECHO_BIN="$TARGET_DIR/debug/examples/ws_echo"
+export TETHER_WSS_CHAT_BIN="$TARGET_DIR/debug/examples/wss_chat"
+for bin in "$TETHER_TEST_SERVER" "$TETHER_CHAT_BIN" "$TETHER_CLIENT_BIN" "$TETHER_CLIENT_EXAMPLE" \
+  "$TETHER_WS_ECHO_BIN" "$TETHER_WSS_CHAT_BIN"; do
   if [ ! -x "$bin" ]; then
     echo "missing example binary: $bin (cargo build --examples should have built it)" >&2
     exit 1
