@@ -33,6 +33,36 @@ pub(crate) async fn poll(engine: &Arc<Engine>, socket: &Arc<EngineSocket>) -> Re
         socket.close_with(DisconnectReason::TransportError);
         return engine_error(EngineError::BadRequest);
     };
+    // A poll whose connection goes away ends the session at once (as the reference's
+    // "poll connection closed prematurely"), instead of lingering until the ping timeout.
+    let mut guard = PollGuard {
+        socket: socket.clone(),
+        armed: true,
+    };
+    let resp = poll_locked(engine, socket, &mut rx).await;
+    guard.armed = false;
+    resp
+}
+
+struct PollGuard {
+    socket: Arc<EngineSocket>,
+    armed: bool,
+}
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        if self.armed && !self.socket.is_closed() {
+            tracing::debug!(sid = %self.socket.id(), "poll connection closed prematurely");
+            self.socket.close_with(DisconnectReason::TransportError);
+        }
+    }
+}
+
+async fn poll_locked(
+    engine: &Arc<Engine>,
+    socket: &Arc<EngineSocket>,
+    rx: &mut tokio::sync::MutexGuard<'_, tokio::sync::mpsc::Receiver<Frame>>,
+) -> Resp {
     let mut closed = socket.closed_rx();
     // Register for kicks before looking at the upgrade state, so none is missed.
     let kick = socket.poll_kick.notified();

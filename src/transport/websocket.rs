@@ -60,7 +60,8 @@ pub(crate) fn frame_message(frame: Frame) -> Message {
 enum Incoming {
     Packet(Packet),
     Ignore,
-    Closed(DisconnectReason),
+    /// The session ends; the close code to send (when the link still works).
+    Closed(DisconnectReason, u16),
 }
 
 fn decode(msg: Result<Message, tokio_tungstenite::tungstenite::Error>) -> Incoming {
@@ -72,18 +73,24 @@ fn decode(msg: Result<Message, tokio_tungstenite::tungstenite::Error>) -> Incomi
                     Ok(p) => Incoming::Packet(p),
                     Err(e) => {
                         tracing::debug!(error = %e, "bad engine.io packet on websocket");
-                        Incoming::Closed(DisconnectReason::ParseError)
+                        Incoming::Closed(DisconnectReason::ParseError, 1000)
                     }
                 },
-                Err(_) => Incoming::Closed(DisconnectReason::ParseError),
+                Err(_) => Incoming::Closed(DisconnectReason::ParseError, 1007),
             }
         }
         Ok(Message::Binary(b)) => Incoming::Packet(Packet::decode_binary(b)),
-        Ok(Message::Close(_)) => Incoming::Closed(DisconnectReason::TransportClose),
+        Ok(Message::Close(_)) => Incoming::Closed(DisconnectReason::TransportClose, 1000),
         Ok(_) => Incoming::Ignore,
         Err(e) => {
             tracing::debug!(error = %e, "websocket error");
-            Incoming::Closed(DisconnectReason::TransportError)
+            let (code, _) = crate::ws::close_for_error(&e);
+            let reason = if crate::ws::is_peer_gone(&e) {
+                DisconnectReason::TransportClose
+            } else {
+                DisconnectReason::TransportError
+            };
+            Incoming::Closed(reason, code)
         }
     }
 }
@@ -97,6 +104,7 @@ pub(crate) async fn run(
 ) {
     let mut closed = socket.closed_rx();
     let mut batch = 0usize;
+    let mut close_code = 1000u16;
     let carried = socket.carry.lock().ok().and_then(|mut c| c.take());
     if let Some(f) = carried
         && ws.send(frame_message(f)).await.is_err()
@@ -115,7 +123,8 @@ pub(crate) async fn run(
                 match decode(msg) {
                     Incoming::Packet(p) => socket.on_packet(&engine, p),
                     Incoming::Ignore => {}
-                    Incoming::Closed(reason) => {
+                    Incoming::Closed(reason, code) => {
+                        close_code = code;
                         socket.close_with(reason);
                         break;
                     }
@@ -158,7 +167,7 @@ pub(crate) async fn run(
     }
     let _ = ws
         .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Normal,
+            code: CloseCode::from(close_code),
             reason: Utf8Bytes::from_static(""),
         })))
         .await;
@@ -190,7 +199,7 @@ pub(crate) async fn upgrade(engine: Arc<Engine>, socket: Arc<EngineSocket>, mut 
                     }
                     Incoming::Packet(Packet::Upgrade) if probed => break true,
                     Incoming::Ignore => {}
-                    _ => break false,
+                    Incoming::Closed(..) | Incoming::Packet(_) => break false,
                 }
             }
         }

@@ -477,8 +477,26 @@ impl WsConn {
     }
 }
 
+/// Whether the error means the peer went away (TCP closed without a close frame).
+pub(crate) fn is_peer_gone(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as E;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        E::ConnectionClosed | E::AlreadyClosed => true,
+        E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
+        E::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    }
+}
+
 /// The RFC 6455 close code for a protocol failure.
-fn close_for_error(e: &tokio_tungstenite::tungstenite::Error) -> (u16, String) {
+pub(crate) fn close_for_error(e: &tokio_tungstenite::tungstenite::Error) -> (u16, String) {
     use tokio_tungstenite::tungstenite::Error as E;
     use tokio_tungstenite::tungstenite::error::CapacityError;
     match e {
