@@ -369,6 +369,7 @@ impl ClientBuilder {
             decoder: self.decoder,
             sockets: Mutex::new(HashMap::new()),
             engine: Mutex::new(None),
+            epoch: AtomicU64::new(0),
             cmd,
             runtime: runtime.clone(),
             hooks: RwLock::new(Hooks::default()),
@@ -410,6 +411,9 @@ struct Manager {
     decoder: DecoderConfig,
     sockets: Mutex<HashMap<Str, ClientSocket>>,
     engine: Mutex<Option<EngineClient>>,
+    /// Bumped each time a connection ends: `connect()` calls made after it are not
+    /// failed by what ended the old one.
+    epoch: AtomicU64,
     cmd: mpsc::UnboundedSender<MgrCmd>,
     runtime: tokio::runtime::Handle,
     hooks: RwLock<Hooks>,
@@ -534,6 +538,9 @@ impl Client {
     }
 }
 
+/// Events kept per socket while its CONNECT answer is awaited.
+const EARLY_EVENTS: usize = 1024;
+
 type ClientHandler = Arc<dyn Fn(&ClientSocket, Event) + Send + Sync>;
 type ClientAnyHandler = Arc<dyn Fn(&ClientSocket, &Event) + Send + Sync>;
 type OutgoingHandler = Arc<dyn Fn(&ClientSocket, &str, &Args) + Send + Sync>;
@@ -558,8 +565,12 @@ struct SockState {
     connected: bool,
     /// Wants to be connected (reconnect it).
     active: bool,
-    buffer: VecDeque<Vec<Frame>>,
-    waiters: Vec<oneshot::Sender<Result<(), ClientError>>>,
+    /// Packets emitted while disconnected (with their ack id, if any).
+    buffer: VecDeque<(Option<u64>, Vec<Frame>)>,
+    /// `connect()` calls waiting, with the connection epoch they were made in.
+    waiters: Vec<(u64, oneshot::Sender<Result<(), ClientError>>)>,
+    /// Events that arrived before the namespace's CONNECT answer (delivered after it).
+    early: VecDeque<Packet>,
     /// The retry queue (with `retries > 0`): head is in flight when `in_flight`.
     queue: VecDeque<Queued>,
     queue_seq: u64,
@@ -755,7 +766,7 @@ impl ClientSocket {
             }
             st.active = true;
             let (tx, rx) = oneshot::channel();
-            st.waiters.push(tx);
+            st.waiters.push((manager.epoch.load(Ordering::Acquire), tx));
             rx
         };
         manager
@@ -818,7 +829,7 @@ impl ClientSocket {
         })
         .map_err(|e| match e {
             ClientEmitError::Send(s) => AckError::Send(s),
-            _ => AckError::Send(SendError::QueueFull),
+            other => AckError::Rejected(other.to_string()),
         })?;
         rx.await.unwrap_or(Err(AckError::Disconnected))
     }
@@ -953,8 +964,16 @@ impl ClientSocket {
             if head.seq != seq {
                 return;
             }
-            let finished = r.is_ok() || head.tries > retries;
             st.in_flight = false;
+            if matches!(r, Err(AckError::Disconnected)) {
+                // Lost with the connection: resent on reconnect, not counted as a try.
+                if let Some(head) = st.queue.front_mut() {
+                    head.tries = head.tries.saturating_sub(1);
+                }
+                return;
+            }
+            let Some(head) = st.queue.front() else { return };
+            let finished = r.is_ok() || head.tries > retries;
             if finished {
                 st.queue.pop_front().map(|q| (q.callback, r))
             } else {
@@ -982,33 +1001,45 @@ impl ClientSocket {
             return Err(ClientEmitError::Reserved(event.to_owned()));
         }
         let outgoing = self.handlers().outgoing.clone();
-        for h in &outgoing {
-            h(self, event, &args);
-        }
+        let listened = if outgoing.is_empty() {
+            None
+        } else {
+            Some(args.clone())
+        };
         let frames = event_packet(&self.inner.nsp, event, args, id).encode_frames();
-        let mut st = self.state();
-        if st.connected {
-            let engine = self
-                .inner
-                .manager
-                .upgrade()
-                .and_then(|m| m.engine())
-                .ok_or(SendError::Closed)?;
-            return engine.send(frames).map_err(Into::into);
+        let taken = {
+            let mut st = self.state();
+            if st.connected {
+                let engine = self
+                    .inner
+                    .manager
+                    .upgrade()
+                    .and_then(|m| m.engine())
+                    .ok_or(SendError::Closed)?;
+                engine.send(frames)?;
+                true
+            } else if volatile {
+                false
+            } else {
+                let cap = self
+                    .inner
+                    .manager
+                    .upgrade()
+                    .map(|m| m.offline_buffer)
+                    .unwrap_or(0);
+                if st.buffer.len() >= cap {
+                    return Err(ClientEmitError::BufferFull);
+                }
+                st.buffer.push_back((id, frames));
+                true
+            }
+        };
+        // Outgoing listeners see what was sent or buffered, not dropped volatile emits.
+        if taken && let Some(args) = listened {
+            for h in &outgoing {
+                h(self, event, &args);
+            }
         }
-        if volatile {
-            return Ok(());
-        }
-        let cap = self
-            .inner
-            .manager
-            .upgrade()
-            .map(|m| m.offline_buffer)
-            .unwrap_or(0);
-        if st.buffer.len() >= cap {
-            return Err(ClientEmitError::BufferFull);
-        }
-        st.buffer.push_back(frames);
         Ok(())
     }
 
@@ -1030,9 +1061,9 @@ impl ClientSocket {
             let mut st = self.state();
             st.id = sid;
             // Flush the offline buffer before anything emitted from now on.
-            while let Some(frames) = st.buffer.pop_front() {
+            while let Some((id, frames)) = st.buffer.pop_front() {
                 if engine.send(frames.clone()).is_err() {
-                    st.buffer.push_front(frames);
+                    st.buffer.push_front((id, frames));
                     break;
                 }
             }
@@ -1041,12 +1072,17 @@ impl ClientSocket {
             std::mem::take(&mut st.waiters)
         };
         self.drain_queue();
-        for w in waiters {
+        for (_, w) in waiters {
             let _ = w.send(Ok(()));
         }
         let hs = self.handlers().connect.clone();
         for h in hs {
             h(self);
+        }
+        // Events the server sent before its CONNECT answer, now in order.
+        let early = std::mem::take(&mut self.state().early);
+        for p in early {
+            self.handle_event(p);
         }
     }
 
@@ -1060,7 +1096,7 @@ impl ClientSocket {
                 Vec::new()
             }
         };
-        for w in waiters {
+        for (_, w) in waiters {
             let _ = w.send(Err(ClientError::Refused {
                 message: info.message.clone(),
                 data: info.data.clone(),
@@ -1072,25 +1108,53 @@ impl ClientSocket {
         }
     }
 
-    fn fail_waiters(&self, err: impl Fn() -> ClientError) {
-        let waiters = std::mem::take(&mut self.state().waiters);
-        for w in waiters {
+    /// Fail the `connect()` calls made before connection epoch `before` (all: `None`).
+    fn fail_waiters(&self, before: Option<u64>, err: impl Fn() -> ClientError) {
+        let failed: Vec<_> = {
+            let mut st = self.state();
+            let (fail, keep) = std::mem::take(&mut st.waiters)
+                .into_iter()
+                .partition(|(epoch, _)| before.is_none_or(|b| *epoch < b));
+            st.waiters = keep;
+            fail
+        };
+        for (_, w) in failed {
             let _ = w.send(Err(err()));
         }
     }
 
     /// Mark disconnected; `keep_active` keeps it eligible for reconnection.
     fn on_disconnected(&self, reason: ClientDisconnectReason, keep_active: bool) {
-        let was = {
+        let (was, buffered_ids) = {
             let mut st = self.state();
             let was = st.connected;
             st.connected = false;
             st.id = None;
+            st.early.clear();
             if !keep_active {
                 st.active = false;
             }
-            was
+            let ids: Vec<u64> = st.buffer.iter().filter_map(|(id, _)| *id).collect();
+            (was, ids)
         };
+        // Acks of packets already sent will never come: fail them now (packets still in
+        // the offline buffer keep theirs).
+        let lost: Vec<AckCallback> = self
+            .inner
+            .acks
+            .lock()
+            .map(|mut acks| {
+                let ids: Vec<u64> = acks
+                    .keys()
+                    .filter(|id| !buffered_ids.contains(id))
+                    .copied()
+                    .collect();
+                ids.into_iter().filter_map(|id| acks.remove(&id)).collect()
+            })
+            .unwrap_or_default();
+        for cb in lost {
+            cb(Err(AckError::Disconnected));
+        }
         if was {
             let hs = self.handlers().disconnect.clone();
             for h in hs {
@@ -1104,6 +1168,15 @@ impl ClientSocket {
     }
 
     fn handle_event(&self, packet: Packet) {
+        {
+            let mut st = self.state();
+            if !st.connected {
+                if st.early.len() < EARLY_EVENTS {
+                    st.early.push_back(packet);
+                }
+                return;
+            }
+        }
         let Some(event) = event_from_packet(packet, || self.inner.clone() as Arc<dyn AckSink>)
         else {
             return;
@@ -1129,6 +1202,18 @@ impl ClientSocket {
 }
 
 /// The manager's task: owns the connection, decodes, dispatches, reconnects.
+type OpenResult = (
+    Result<EngineClient, OpenError>,
+    mpsc::UnboundedReceiver<EngineEvent>,
+);
+
+/// A connection attempt under way (polled by the task's loop, so commands — a close —
+/// are handled meanwhile), and whether it is a reconnection.
+struct Opening {
+    fut: std::pin::Pin<Box<dyn std::future::Future<Output = OpenResult> + Send>>,
+    retry: bool,
+}
+
 struct Task {
     m: Arc<Manager>,
     cmd_rx: mpsc::UnboundedReceiver<MgrCmd>,
@@ -1137,6 +1222,7 @@ struct Task {
     attempts: u32,
     reconnect_at: Option<Instant>,
     reconnecting: bool,
+    opening: Option<Opening>,
     closed: bool,
 }
 
@@ -1151,6 +1237,7 @@ impl Task {
             attempts: 0,
             reconnect_at: None,
             reconnecting: false,
+            opening: None,
             closed: false,
         }
     }
@@ -1174,19 +1261,24 @@ impl Task {
                     Some(EngineEvent::Closed(reason)) => self.engine_closed(reason),
                     None => self.engine_closed(CloseReason::TransportClose),
                 },
+                r = poll_opening(&mut self.opening) => {
+                    let retry = self.opening.take().is_some_and(|o| o.retry);
+                    self.opened(r, retry);
+                }
                 _ = sleep_until(self.reconnect_at) => {
                     self.reconnect_at = None;
-                    self.reconnect_attempt().await;
+                    self.reconnect_attempt();
                 }
             }
         }
+        self.opening = None;
         // Closed: drop the connection and every socket's state.
         if let Some(e) = self.m.engine.lock().ok().and_then(|mut e| e.take()) {
             e.close();
         }
         for s in self.m.sockets() {
             s.on_disconnected(ClientDisconnectReason::ClientDisconnect, false);
-            s.fail_waiters(|| ClientError::Closed);
+            s.fail_waiters(None, || ClientError::Closed);
         }
         if let Ok(mut s) = self.m.sockets.lock() {
             s.clear();
@@ -1198,8 +1290,12 @@ impl Task {
             MgrCmd::Connect(nsp) => {
                 if let Some(engine) = self.m.engine() {
                     self.send_connect(&engine, &nsp);
-                } else if !self.reconnecting && self.reconnect_at.is_none() {
-                    self.open(false).await;
+                } else if self.opening.is_none()
+                    && !self.reconnecting
+                    && self.reconnect_at.is_none()
+                {
+                    // (An attempt under way, or scheduled, will connect it too.)
+                    self.start_open(false);
                 }
             }
             MgrCmd::Disconnect(nsp) => {
@@ -1216,7 +1312,7 @@ impl Task {
                         let _ = e.send(Packet::disconnect(nsp.clone()).encode_frames());
                     }
                     s.on_disconnected(ClientDisconnectReason::ClientDisconnect, false);
-                    s.fail_waiters(|| ClientError::Closed);
+                    s.fail_waiters(None, || ClientError::Closed);
                 }
                 if !self.m.sockets().iter().any(ClientSocket::is_active) {
                     self.close_engine();
@@ -1232,6 +1328,7 @@ impl Task {
     fn close_engine(&mut self) {
         self.reconnect_at = None;
         self.reconnecting = false;
+        self.opening = None;
         self.events = None;
         if let Some(e) = self.m.engine.lock().ok().and_then(|mut e| e.take()) {
             e.close();
@@ -1247,12 +1344,21 @@ impl Task {
         let _ = engine.send(Packet::connect(nsp.clone(), auth).encode_frames());
     }
 
-    /// Open the connection; on success send CONNECT for every active socket.
-    async fn open(&mut self, is_retry: bool) -> bool {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let r =
-            crate::engine::client::open(self.m.target.clone(), self.m.engine_config.clone(), tx)
-                .await;
+    /// Start a connection attempt; its result arrives in [`Task::opened`].
+    fn start_open(&mut self, retry: bool) {
+        let target = self.m.target.clone();
+        let config = self.m.engine_config.clone();
+        self.opening = Some(Opening {
+            fut: Box::pin(async move {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (crate::engine::client::open(target, config, tx).await, rx)
+            }),
+            retry,
+        });
+    }
+
+    /// An attempt finished: on success send CONNECT for every active socket.
+    fn opened(&mut self, (r, rx): OpenResult, retry: bool) {
         match r {
             Ok(engine) => {
                 self.decoder.reset();
@@ -1265,12 +1371,25 @@ impl Task {
                         self.send_connect(&engine, s.nsp());
                     }
                 }
-                true
+                if retry {
+                    let n = self.attempts;
+                    self.reconnecting = false;
+                    self.attempts = 0;
+                    let hooks: Vec<_> = self
+                        .m
+                        .hooks
+                        .read()
+                        .map(|h| h.reconnect.clone())
+                        .unwrap_or_default();
+                    for h in hooks {
+                        h(n);
+                    }
+                }
             }
             Err(e) => {
                 let msg = open_error_message(&e);
                 tracing::debug!(error = %msg, "connection attempt failed");
-                if is_retry {
+                if retry {
                     let hooks: Vec<_> = self
                         .m
                         .hooks
@@ -1290,13 +1409,15 @@ impl Task {
                         s.deliver_connect_error(info.clone(), false);
                     }
                 }
-                self.schedule_reconnect(&msg);
-                false
+                // Every waiting connect() rode on this attempt.
+                self.schedule_reconnect(&msg, None);
             }
         }
     }
 
-    fn schedule_reconnect(&mut self, last_error: &str) {
+    /// Reconnect later, or give up: then fail the `connect()` calls made before epoch
+    /// `before` (all of them when `None`).
+    fn schedule_reconnect(&mut self, last_error: &str, before: Option<u64>) {
         let r = &self.m.reconnection;
         let give_up = !r.enabled || r.attempts.is_some_and(|max| self.attempts >= max);
         if give_up {
@@ -1314,7 +1435,7 @@ impl Task {
             }
             let msg = last_error.to_owned();
             for s in self.m.sockets() {
-                s.fail_waiters(|| ClientError::Open(msg.clone()));
+                s.fail_waiters(before, || ClientError::Open(msg.clone()));
             }
             self.attempts = 0;
             return;
@@ -1324,7 +1445,7 @@ impl Task {
         self.reconnect_at = Some(Instant::now() + delay);
     }
 
-    async fn reconnect_attempt(&mut self) {
+    fn reconnect_attempt(&mut self) {
         if !self.m.sockets().iter().any(ClientSocket::is_active) {
             self.reconnecting = false;
             self.attempts = 0;
@@ -1341,19 +1462,7 @@ impl Task {
         for h in hooks {
             h(n);
         }
-        if self.open(true).await {
-            self.reconnecting = false;
-            self.attempts = 0;
-            let hooks: Vec<_> = self
-                .m
-                .hooks
-                .read()
-                .map(|h| h.reconnect.clone())
-                .unwrap_or_default();
-            for h in hooks {
-                h(n);
-            }
-        }
+        self.start_open(true);
     }
 
     fn engine_closed(&mut self, reason: CloseReason) {
@@ -1361,13 +1470,16 @@ impl Task {
         if let Ok(mut e) = self.m.engine.lock() {
             *e = None;
         }
+        // connect() calls from here on (a disconnect handler reconnecting) belong to the
+        // next connection, not to this one's failure.
+        let epoch = self.m.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         let client_close = reason == CloseReason::ClientClose;
         let r = ClientDisconnectReason::from(reason);
         for s in self.m.sockets() {
             s.on_disconnected(r.clone(), true);
         }
         if !client_close && self.m.sockets().iter().any(ClientSocket::is_active) {
-            self.schedule_reconnect(r.as_str());
+            self.schedule_reconnect(r.as_str(), Some(epoch));
         }
     }
 
@@ -1440,6 +1552,13 @@ async fn recv_event(
 ) -> Option<EngineEvent> {
     match events {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn poll_opening(opening: &mut Option<Opening>) -> OpenResult {
+    match opening {
+        Some(o) => (&mut o.fut).await,
         None => std::future::pending().await,
     }
 }

@@ -120,7 +120,7 @@ impl From<Value> for Args {
 }
 
 /// Why an acknowledgement did not arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {
     /// No reply within the timeout.
     #[error("ack timeout")]
@@ -131,4 +131,8 @@ pub enum AckError {
     /// The packet could not be queued.
     #[error("emit failed: {0}")]
     Send(#[from] crate::engine::SendError),
+    /// The emit was refused before anything was sent (reserved event name, full
+    /// offline buffer, unserializable argument).
+    #[error("emit refused: {0}")]
+    Rejected(String),
 }
