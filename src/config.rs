@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::limits::RateLimit;
 use crate::proto::socketio::DecoderConfig;
 
 /// What an [`EngineConfig::allow_request`] hook sees of a handshake request.
@@ -149,6 +150,17 @@ pub struct EngineConfig {
     pub cors: Option<Cors>,
     /// A hook that may refuse handshakes. Default none.
     pub allow_request: Option<AllowRequest>,
+    /// Refuse handshakes whose `Origin` header is not allowed: by `cors` when set, else
+    /// only the server's own origin (the `Host` header), as python-engineio does.
+    /// Requests without `Origin` (non-browser clients) pass. Default true.
+    pub check_origin: bool,
+    /// Most open connections from one IP address (HTTP 429 beyond). Default none.
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections per second from one IP address (HTTP 429 beyond). Default none.
+    pub connection_rate_per_ip: Option<RateLimit>,
+    /// Outgoing queue length at which [`crate::sio::SocketRef::on_high_water`] handlers
+    /// fire (once per crossing). Default 3/4 of `send_queue_capacity`.
+    pub send_queue_high_water: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -168,6 +180,10 @@ impl Default for EngineConfig {
             transports: Transports::default(),
             cors: None,
             allow_request: None,
+            check_origin: true,
+            max_connections_per_ip: None,
+            connection_rate_per_ip: None,
+            send_queue_high_water: None,
         }
     }
 }
@@ -188,6 +204,10 @@ impl fmt::Debug for EngineConfig {
             .field("transports", &self.transports)
             .field("cors", &self.cors)
             .field("allow_request", &self.allow_request.is_some())
+            .field("check_origin", &self.check_origin)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("connection_rate_per_ip", &self.connection_rate_per_ip)
+            .field("send_queue_high_water", &self.send_queue_high_water)
             .finish()
     }
 }
@@ -202,6 +222,30 @@ pub struct SioConfig {
     pub decoder: DecoderConfig,
     /// Serve the bundled browser client at `<path>socket.io.js`. Default true.
     pub serve_client: bool,
+    /// Incoming events allowed per socket (token bucket), and what happens beyond.
+    /// Default none.
+    pub event_rate: Option<EventRate>,
+    /// Dynamic namespaces one connection may cause to be created; beyond, a CONNECT to a
+    /// new one gets `Invalid namespace`. Default 16.
+    pub max_dynamic_namespaces_per_connection: usize,
+}
+
+/// What to do with events over a socket's [`SioConfig::event_rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateAction {
+    /// Drop the event (logged at warn, counted in `SocketRef::dropped_events`).
+    Drop,
+    /// Disconnect the socket.
+    Disconnect,
+}
+
+/// A per-socket incoming event rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventRate {
+    /// The rate.
+    pub limit: RateLimit,
+    /// What happens to events beyond it.
+    pub action: RateAction,
 }
 
 impl Default for SioConfig {
@@ -210,6 +254,8 @@ impl Default for SioConfig {
             connect_timeout: Duration::from_millis(45_000),
             decoder: DecoderConfig::default(),
             serve_client: true,
+            event_rate: None,
+            max_dynamic_namespaces_per_connection: 16,
         }
     }
 }

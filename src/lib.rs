@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod limits;
 pub mod proto;
 pub mod sio;
 pub mod tls;

@@ -982,8 +982,9 @@ async fn cors_origins_with_credentials() {
     );
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
 
+    // An origin CORS does not allow is refused outright (the WebSocket upgrade too).
     let r = http1::get_with(srv.addr, &eio(""), &[("Origin", "http://evil.example")]).await;
-    assert_eq!(r.status, 200);
+    assert_engine_error_msg(&r, 403, 4, "Forbidden", "foreign origin");
     assert_eq!(r.header("access-control-allow-origin"), None);
 
     let req = http1::head(
@@ -1703,4 +1704,180 @@ async fn slow_request_heads_are_cut_off() {
         );
     }
     srv.assert_healthy().await;
+}
+
+
+// =======================================================================================
+// Abuse controls
+// =======================================================================================
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_origin_by_default() {
+    let srv = start(base()).await;
+    // (The helpers send `Host: 127.0.0.1`.)
+    let host = "127.0.0.1";
+    // No Origin (a non-browser client): fine.
+    let r = http1::get(srv.addr, &eio("")).await;
+    assert_eq!(r.status, 200);
+    // The server's own origin: fine.
+    let own = format!("http://{host}");
+    let r = http1::get_with(srv.addr, &eio(""), &[("Origin", own.as_str())]).await;
+    assert_eq!(r.status, 200, "same origin: {}", r.text());
+    // Another origin: refused, for polling and for the WebSocket upgrade alike.
+    let r = http1::get_with(srv.addr, &eio(""), &[("Origin", "http://evil.example")]).await;
+    assert_engine_error_msg(&r, 403, 4, "Forbidden", "cross-origin handshake");
+    let mut req = format!("ws://{}/socket.io/?EIO=4&transport=websocket", srv.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", http::HeaderValue::from_static("http://evil.example"));
+    let tcp = TcpStream::connect(srv.addr).await.unwrap();
+    match tokio_tungstenite::client_async(req, tcp).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("cross-origin websocket was not refused: {:?}", other.map(|_| ())),
+    }
+    // Turned off, anything goes.
+    let open = start(base().check_origin(false)).await;
+    let r = http1::get_with(open.addr, &eio(""), &[("Origin", "http://evil.example")]).await;
+    assert_eq!(r.status, 200);
+    srv.assert_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_cap() {
+    let srv = start(base().max_connections_per_ip(2)).await;
+    let (a, _) = WsClient::sio(srv.addr).await;
+    let (_held, _) = handshake(srv.addr).await;
+    // The third open connection from 127.0.0.1 is refused with 429.
+    let r = http1::get(srv.addr, &eio("")).await;
+    assert_eq!(r.status, 429, "third connection: {}", r.text());
+    let v: Value = serde_json::from_str(&r.text()).expect("429 JSON");
+    assert_eq!(v["message"], "Too many connections");
+    // Closing one makes room again.
+    a.close().await;
+    assert!(
+        eventually(IDLE_WAIT, || srv.io.of("/").socket_count() == 0).await,
+        "socket not gone"
+    );
+    let mut ok = false;
+    for _ in 0..20 {
+        if http1::get(srv.addr, &eio("")).await.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "a slot did not free up after a close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_rate() {
+    let srv = start(base().connection_rate_per_ip(tether::limits::RateLimit::new(0.01, 3.0))).await;
+    for i in 0..3 {
+        let r = http1::get(srv.addr, &eio("")).await;
+        assert_eq!(r.status, 200, "attempt {i}");
+    }
+    let r = http1::get(srv.addr, &eio("")).await;
+    assert_eq!(r.status, 429);
+    let v: Value = serde_json::from_str(&r.text()).expect("429 JSON");
+    assert_eq!(v["message"], "Too many connection attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_rate_drop_and_disconnect() {
+    use tether::config::{EventRate, RateAction};
+    let limit = tether::limits::RateLimit::new(0.01, 3.0);
+    let srv = start(base().event_rate(EventRate {
+        limit,
+        action: RateAction::Drop,
+    }))
+    .await;
+    let (mut ws, sid) = WsClient::sio(srv.addr).await;
+    for i in 0..5 {
+        ws.send(&format!(r#"42["echo",{i}]"#));
+    }
+    // The burst of 3 passes, the rest is dropped; the socket stays connected.
+    for i in 0..3 {
+        assert_eq!(ws.text().await, format!(r#"42["echo",{i}]"#));
+    }
+    let socket = srv.io.of("/").get_socket(&sid).expect("still connected");
+    assert!(eventually(IDLE_WAIT, || socket.dropped_events() == 2).await);
+    assert!(socket.connected());
+
+    let srv2 = start(base().event_rate(EventRate {
+        limit,
+        action: RateAction::Disconnect,
+    }))
+    .await;
+    let (mut ws, _) = WsClient::sio(srv2.addr).await;
+    for i in 0..5 {
+        ws.send(&format!(r#"42["echo",{i}]"#));
+    }
+    let (_, seen) = ws.closed().await;
+    assert!(seen.iter().any(|t| t == "41"), "no DISCONNECT packet in {seen:?}");
+    assert!(
+        eventually(IDLE_WAIT, || srv2.io.of("/").socket_count() == 0).await,
+        "rate-limited socket still connected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_namespaces_per_connection_are_capped() {
+    let srv = start(base()).await;
+    srv.io.dynamic_ns(|n| n.starts_with("/dyn-"), |ns| {
+        ns.on_connect(|_| {});
+    });
+    let (mut ws, _) = WsClient::open(srv.addr).await;
+    for i in 0..16 {
+        ws.send(&format!("40/dyn-{i},"));
+        let t = ws.text().await;
+        assert!(t.starts_with(&format!("40/dyn-{i},{{")), "namespace {i}: {t}");
+    }
+    ws.send("40/dyn-16,");
+    assert_eq!(ws.text().await, r#"44/dyn-16,{"message":"Invalid namespace"}"#);
+    // Existing namespaces are unaffected by the cap.
+    ws.send("40/dyn-0,");
+    let (code, _) = ws.closed().await;
+    let _ = code; // a second CONNECT to a joined namespace closes the connection (as Node)
+    srv.assert_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_water_fires_for_a_slow_reader() {
+    let io = Io::builder()
+        .engine_config(tether::EngineConfig {
+            send_queue_capacity: 64,
+            send_queue_high_water: Some(32),
+            ping_interval: Duration::from_secs(20),
+            ping_timeout: Duration::from_secs(20),
+            ..tether::EngineConfig::default()
+        })
+        .build();
+    let fired = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let f2 = fired.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    io.ns("/", move |socket| {
+        let f3 = f2.clone();
+        socket.on_high_water(move |_, n| f3.lock().unwrap().push(n));
+        let _ = tx.send(socket);
+    });
+    let handle = io.listen("127.0.0.1:0").await.unwrap();
+    // A polling client that never polls again: nothing drains its queue.
+    let (sid, _) = handshake(handle.local_addr()).await;
+    let r = http1::post(handle.local_addr(), &eio(&format!("&sid={sid}")), b"40").await;
+    assert_eq!(r.status, 200);
+    let socket = within(WAIT, "connection", rx.recv()).await.expect("socket");
+    let mut full = false;
+    for i in 0..200 {
+        if let Err(e) = socket.emit("x", &i) {
+            assert!(matches!(e, tether::sio::EmitError::Send(tether::engine::SendError::QueueFull)), "{e}");
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the queue never filled");
+    let seen = fired.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "high-water fired {seen:?}");
+    assert!(seen[0] >= 32);
+    handle.shutdown();
 }

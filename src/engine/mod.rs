@@ -134,7 +134,16 @@ pub struct EngineSocket {
     closed: watch::Sender<Option<DisconnectReason>>,
     close_once: AtomicBool,
     ext: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// The address counted by the engine's per-IP limiter (released on close).
+    admitted: Option<std::net::IpAddr>,
+    high_water: usize,
+    above_high_water: AtomicBool,
+    high_water_hooks: Mutex<Vec<HighWaterHook>>,
 }
+
+/// Called with the queue length when a connection's outgoing queue crosses its high-water
+/// mark.
+pub type HighWaterHook = Arc<dyn Fn(usize) + Send + Sync>;
 
 impl fmt::Debug for EngineSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -187,7 +196,41 @@ impl EngineSocket {
         self.tx.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        })
+        })?;
+        self.check_high_water();
+        Ok(())
+    }
+
+    /// Frames waiting in the outgoing queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Run `hook` whenever the outgoing queue grows past the high-water mark
+    /// ([`EngineConfig::send_queue_high_water`]), once per crossing.
+    pub fn on_high_water(&self, hook: HighWaterHook) {
+        if let Ok(mut h) = self.high_water_hooks.lock() {
+            h.push(hook);
+        }
+    }
+
+    fn check_high_water(&self) {
+        let n = self.queued();
+        if n >= self.high_water {
+            if !self.above_high_water.swap(true, Ordering::AcqRel) {
+                let hooks: Vec<HighWaterHook> = self
+                    .high_water_hooks
+                    .lock()
+                    .map(|h| h.clone())
+                    .unwrap_or_default();
+                tracing::debug!(sid = %self.id, queued = n, "send queue above high water");
+                for h in hooks {
+                    h(n);
+                }
+            }
+        } else if n < self.high_water / 2 {
+            self.above_high_water.store(false, Ordering::Release);
+        }
     }
 
     /// Queue several frames atomically: all of them, or none when the queue lacks room.
@@ -206,6 +249,7 @@ impl EngineSocket {
                 for (permit, frame) in permits.zip(many.iter()) {
                     permit.send(frame.clone());
                 }
+                self.check_high_water();
                 Ok(())
             }
         }
@@ -276,7 +320,13 @@ impl EngineSocket {
         }
         tracing::debug!(sid = %self.id, %reason, "engine.io connection closed");
         self.closed.send_replace(Some(reason));
+        if let Ok(mut h) = self.high_water_hooks.lock() {
+            h.clear();
+        }
         if let Some(engine) = self.engine.upgrade() {
+            if let Some(ip) = self.admitted {
+                engine.ip_limiter.release(ip);
+            }
             let rt = tokio::runtime::Handle::try_current().ok();
             if let Some(rt) = rt.filter(|_| {
                 reason == DisconnectReason::TransportClose
@@ -325,6 +375,7 @@ pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) handler: Arc<dyn EngineHandler>,
     sessions: Mutex<HashMap<Str, Arc<EngineSocket>>>,
+    pub(crate) ip_limiter: crate::limits::IpLimiter,
 }
 
 impl fmt::Debug for Engine {
@@ -339,10 +390,13 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// A new engine delivering to `handler`.
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Arc<Engine> {
+        let ip_limiter =
+            crate::limits::IpLimiter::new(config.max_connections_per_ip, config.connection_rate_per_ip);
         Arc::new(Engine {
             config,
             handler,
             sessions: Mutex::new(HashMap::new()),
+            ip_limiter,
         })
     }
 
@@ -405,9 +459,12 @@ impl Engine {
         self: &Arc<Self>,
         req: RequestInfo,
         transport: TransportType,
+        admitted: bool,
     ) -> Arc<EngineSocket> {
         let id = generate_sid();
-        let (tx, rx) = mpsc::channel(self.config.send_queue_capacity.max(4));
+        let capacity = self.config.send_queue_capacity.max(4);
+        let (tx, rx) = mpsc::channel(capacity);
+        let admitted = admitted.then_some(req.peer.ip());
         let (closed, _) = watch::channel(None);
         let socket = Arc::new(EngineSocket {
             id: id.clone(),
@@ -427,6 +484,14 @@ impl Engine {
             closed,
             close_once: AtomicBool::new(false),
             ext: Mutex::new(None),
+            admitted,
+            high_water: self
+                .config
+                .send_queue_high_water
+                .unwrap_or(capacity * 3 / 4)
+                .clamp(1, capacity),
+            above_high_water: AtomicBool::new(false),
+            high_water_hooks: Mutex::new(Vec::new()),
         });
         let open = Packet::Open(Str::from(
             self.handshake(&id, transport == TransportType::Polling)

@@ -17,6 +17,7 @@ pub(crate) struct Conn {
     engine: Arc<EngineSocket>,
     decoder: Mutex<Decoder>,
     sockets: Mutex<HashMap<Str, SocketRef>>,
+    dynamic: std::sync::atomic::AtomicUsize,
 }
 
 impl Conn {
@@ -32,6 +33,15 @@ impl Conn {
 
     fn socket(&self, nsp: &str) -> Option<SocketRef> {
         self.sockets.lock().ok()?.get(nsp).cloned()
+    }
+
+    fn dynamic_created(&self) -> usize {
+        self.dynamic.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_dynamic(&self) {
+        self.dynamic
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn has_sockets(&self) -> bool {
@@ -57,7 +67,8 @@ fn accept(conn: &Arc<Conn>, ns: Namespace, ctx: ConnectContext) {
         return;
     }
     let sid = crate::engine::generate_sid();
-    let socket = SocketRef::new(sid.clone(), ns.clone(), conn.clone(), ctx.handshake);
+    let rate = ns.io_config().and_then(|c| c.event_rate);
+    let socket = SocketRef::new(sid.clone(), ns.clone(), conn.clone(), ctx.handshake, rate);
     if let Ok(mut s) = conn.sockets.lock() {
         s.insert(nsp.clone(), socket.clone());
     }
@@ -139,11 +150,15 @@ impl IoInner {
 
     fn connect(self: &Arc<Self>, conn: &Arc<Conn>, packet: Packet) {
         let nsp = packet.nsp.clone();
-        let Some(ns) = self.namespace_for(&nsp) else {
+        let allow_new = conn.dynamic_created() < self.config.max_dynamic_namespaces_per_connection;
+        let Some((ns, created)) = self.namespace_for(&nsp, allow_new) else {
             let err = Packet::connect_error(nsp, "Invalid namespace", None);
             let _ = conn.engine.send_frames(&err.encode_frames());
             return;
         };
+        if created {
+            conn.count_dynamic();
+        }
         let auth = match packet.data {
             Some(v @ Value::Object(_)) => v,
             _ => Value::Object(Default::default()),
@@ -185,6 +200,7 @@ impl EngineHandler for Arc<IoInner> {
             engine: socket.clone(),
             decoder: Mutex::new(Decoder::new(self.config.decoder)),
             sockets: Mutex::new(HashMap::new()),
+            dynamic: std::sync::atomic::AtomicUsize::new(0),
         });
         socket.set_ext(conn.clone());
         let weak = Arc::downgrade(&conn);

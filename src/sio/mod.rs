@@ -202,9 +202,14 @@ impl IoInner {
         self.runtime.get().cloned()
     }
 
-    pub(crate) fn namespace_for(self: &Arc<Self>, nsp: &Str) -> Option<Namespace> {
+    /// The namespace `nsp`, and whether this call created it (dynamically, only when
+    /// `allow_new`).
+    pub(crate) fn namespace_for(self: &Arc<Self>, nsp: &Str, allow_new: bool) -> Option<(Namespace, bool)> {
         if let Some(ns) = self.namespaces.read().ok()?.get(nsp.as_str()) {
-            return Some(ns.clone());
+            return Some((ns.clone(), false));
+        }
+        if !allow_new {
+            return None;
         }
         let setup = self
             .dynamic
@@ -216,14 +221,14 @@ impl IoInner {
         let ns = {
             let mut map = self.namespaces.write().ok()?;
             if let Some(ns) = map.get(nsp.as_str()) {
-                return Some(ns.clone());
+                return Some((ns.clone(), false));
             }
             let ns = Namespace::new(nsp.clone(), Arc::downgrade(self));
             map.insert(nsp.clone(), ns.clone());
             ns
         };
         setup(&ns);
-        Some(ns)
+        Some((ns, true))
     }
 }
 
@@ -323,6 +328,31 @@ impl IoBuilder {
         F: Fn(&RequestInfo) -> Result<(), String> + Send + Sync + 'static,
     {
         self.engine.allow_request = Some(Arc::new(f));
+        self
+    }
+
+    /// Per-socket incoming event rate limit and what to do beyond it.
+    pub fn event_rate(mut self, rate: crate::config::EventRate) -> Self {
+        self.sio.event_rate = Some(rate);
+        self
+    }
+
+    /// Most open connections per IP address (HTTP 429 beyond).
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.engine.max_connections_per_ip = Some(n);
+        self
+    }
+
+    /// New connections per second per IP address (HTTP 429 beyond).
+    pub fn connection_rate_per_ip(mut self, rate: crate::limits::RateLimit) -> Self {
+        self.engine.connection_rate_per_ip = Some(rate);
+        self
+    }
+
+    /// Check the `Origin` header of handshakes (default true: CORS origins when set,
+    /// else same-origin only; requests without `Origin` pass).
+    pub fn check_origin(mut self, yes: bool) -> Self {
+        self.engine.check_origin = yes;
         self
     }
 

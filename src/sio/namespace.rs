@@ -90,6 +90,10 @@ impl Namespace {
         &self.inner.name
     }
 
+    pub(crate) fn io_config(&self) -> Option<crate::config::SioConfig> {
+        self.inner.io.upgrade().map(|io| io.config.clone())
+    }
+
     pub(crate) fn io(&self) -> IoRef {
         IoRef(self.inner.io.clone())
     }

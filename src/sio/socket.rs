@@ -138,6 +138,8 @@ pub(crate) struct SocketInner {
     pub(crate) rooms: Mutex<HashSet<Room>>,
     acks: Mutex<HashMap<u64, AckCallback>>,
     connected: AtomicBool,
+    rate: Option<(Mutex<crate::limits::TokenBucket>, crate::config::RateAction)>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 /// A handle to a connected socket (one client in one namespace). Cheap to clone; usable
@@ -163,7 +165,13 @@ impl PartialEq for SocketRef {
 }
 
 impl SocketRef {
-    pub(crate) fn new(id: Str, ns: Namespace, conn: Arc<Conn>, handshake: Handshake) -> SocketRef {
+    pub(crate) fn new(
+        id: Str,
+        ns: Namespace,
+        conn: Arc<Conn>,
+        handshake: Handshake,
+        rate: Option<crate::config::EventRate>,
+    ) -> SocketRef {
         SocketRef {
             inner: Arc::new(SocketInner {
                 id,
@@ -176,6 +184,8 @@ impl SocketRef {
                 rooms: Mutex::new(HashSet::new()),
                 acks: Mutex::new(HashMap::new()),
                 connected: AtomicBool::new(true),
+                rate: rate.map(|r| (Mutex::new(crate::limits::TokenBucket::new(r.limit)), r.action)),
+                dropped: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -208,6 +218,32 @@ impl SocketRef {
     /// Whether the socket is still connected.
     pub fn connected(&self) -> bool {
         self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Events dropped by the event rate limit ([`crate::config::SioConfig::event_rate`]).
+    pub fn dropped_events(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Frames waiting in this connection's outgoing queue (shared by its namespaces).
+    pub fn queued(&self) -> usize {
+        self.inner.conn.engine().queued()
+    }
+
+    /// Run `handler` with the queue length whenever this connection's outgoing queue
+    /// grows past its high-water mark (`EngineConfig::send_queue_high_water`), once per
+    /// crossing: the peer reads too slowly; slow down, or disconnect it. Sends beyond the
+    /// queue's capacity fail with [`crate::engine::SendError::QueueFull`].
+    pub fn on_high_water<F>(&self, handler: F)
+    where
+        F: Fn(&SocketRef, usize) + Send + Sync + 'static,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.conn.engine().on_high_water(Arc::new(move |n| {
+            if let Some(inner) = weak.upgrade() {
+                handler(&SocketRef { inner }, n);
+            }
+        }));
     }
 
     /// Register the handler for `event` (replacing an earlier one).
@@ -426,6 +462,17 @@ impl SocketRef {
 
     /// Deliver an EVENT packet to the handlers.
     pub(crate) fn handle_event(&self, packet: Packet) {
+        if let Some((bucket, action)) = &self.inner.rate {
+            let allowed = bucket.lock().map(|mut b| b.try_take()).unwrap_or(true);
+            if !allowed {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sid = %self.inner.id, ?action, "event rate limit exceeded");
+                if *action == crate::config::RateAction::Disconnect {
+                    self.disconnect();
+                }
+                return;
+            }
+        }
         let Some(event) = event_from_packet(packet, || self.inner.clone() as Arc<dyn AckSink>)
         else {
             return;

@@ -396,6 +396,30 @@ fn apply_cors(
     }
 }
 
+/// A request without `Origin` passes; with one, it must be allowed by CORS, or, without
+/// CORS settings, be the server's own origin (same host and port as `Host`).
+fn origin_allowed(engine: &Engine, info: &RequestInfo) -> bool {
+    let Some(origin) = info.header("origin") else {
+        return true;
+    };
+    match &engine.config.cors {
+        Some(cors) => match &cors.origins {
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list.iter().any(|a| a == origin),
+        },
+        None => {
+            let Some(host) = info.header("host") else {
+                return false;
+            };
+            let authority = origin
+                .split_once("://")
+                .map(|(_, rest)| rest)
+                .unwrap_or(origin);
+            authority.eq_ignore_ascii_case(host)
+        }
+    }
+}
+
 fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
     let has_token = |name: header::HeaderName, token: &str| {
         req.headers().get_all(name).iter().any(|v| {
@@ -417,6 +441,10 @@ async fn engine_request(
         headers: req.headers().clone(),
         peer,
     };
+    if engine.config.check_origin && !origin_allowed(engine, &info) {
+        tracing::debug!(%peer, origin = ?info.header("origin"), "origin refused");
+        return engine_error(EngineError::Forbidden);
+    }
     let transport = info.query("transport");
     let transport = match transport.as_deref() {
         Some("polling") if engine.config.transports.polling => TransportType::Polling,
@@ -501,22 +529,39 @@ async fn engine_request(
                 };
                 return engine_error_msg(EngineError::Forbidden, msg);
             }
+            let admitted = engine.ip_limiter.is_active();
+            if let Err(refusal) = engine.ip_limiter.admit(peer.ip()) {
+                let msg = match refusal {
+                    crate::limits::Refusal::TooManyConnections => "Too many connections",
+                    crate::limits::Refusal::TooFast => "Too many connection attempts",
+                };
+                tracing::debug!(%peer, msg, "handshake refused by the per-ip limits");
+                let body = serde_json::json!({ "code": EngineError::Forbidden as u8, "message": msg })
+                    .to_string();
+                return response(StatusCode::TOO_MANY_REQUESTS, "application/json", Bytes::from(body));
+            }
             if transport == TransportType::Polling {
-                let socket = engine.create_session(info, TransportType::Polling);
+                let socket = engine.create_session(info, TransportType::Polling, admitted);
                 engine.handler.on_connect(&socket);
                 return super::polling::poll(engine, &socket).await;
             }
             let Some(resp) = accept_websocket(&req) else {
+                if admitted {
+                    engine.ip_limiter.release(peer.ip());
+                }
                 return engine_error(EngineError::BadRequest);
             };
             let on_upgrade = hyper::upgrade::on(&mut req);
             let engine = engine.clone();
             tokio::spawn(async move {
                 let Ok(upgraded) = on_upgrade.await else {
+                    if admitted {
+                        engine.ip_limiter.release(peer.ip());
+                    }
                     return;
                 };
                 let ws = super::websocket::wrap(upgraded, &engine).await;
-                let socket = engine.create_session(info, TransportType::Websocket);
+                let socket = engine.create_session(info, TransportType::Websocket, admitted);
                 let rx = socket.rx.lock().await;
                 engine.handler.on_connect(&socket);
                 super::websocket::run(engine, socket.clone(), ws, rx).await;
