@@ -13,9 +13,11 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dispatch;
 pub mod engine;
 pub mod limits;
 pub mod proto;
+pub mod runtime;
 pub mod sio;
 pub mod tls;
 pub mod transport;

@@ -1,0 +1,370 @@
+//! Strings, buffers, userdata and handle conversions shared by the API.
+
+use std::ffi::{CStr, c_char, c_void};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tether_core::sio::Args;
+
+use crate::error::{Fail, tether_result};
+
+/// A borrowed UTF-8 string: `len` bytes at `data`. Strings handed to callbacks are
+/// valid for the duration of the call only; as a convenience they are also
+/// NUL-terminated (`data[len] == '\0'`), so `data` can be used as a C string.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tether_str {
+    /// The first byte (never NULL; `""` when empty).
+    pub data: *const c_char,
+    /// Length in bytes, without the terminating NUL.
+    pub len: usize,
+}
+
+impl tether_str {
+    pub(crate) fn empty() -> tether_str {
+        tether_str {
+            data: c"".as_ptr(),
+            len: 0,
+        }
+    }
+
+    /// Borrow a NUL-terminated buffer made by [`nul_terminated`].
+    pub(crate) fn from_nul(s: &str) -> tether_str {
+        debug_assert!(s.ends_with('\0'));
+        tether_str {
+            data: s.as_ptr() as *const c_char,
+            len: s.len().saturating_sub(1),
+        }
+    }
+}
+
+/// A borrowed byte buffer: `len` bytes at `data` (`data` may be NULL when `len` is 0).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tether_bytes {
+    /// The first byte.
+    pub data: *const u8,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// Releases a registration's userdata. Runs exactly once, on any thread, when the
+/// registration is replaced, removed or its owner is freed.
+pub type tether_free_cb = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// Userdata handed to C callbacks, released by its `free` function on drop.
+pub(crate) struct Userdata {
+    pub(crate) ptr: *mut c_void,
+    free: tether_free_cb,
+}
+
+// SAFETY: the C caller promised, by registering the callback, that the userdata may be
+// used from the threads the header documents (hyper's `UserDataPointer`).
+unsafe impl Send for Userdata {}
+// SAFETY: as above.
+unsafe impl Sync for Userdata {}
+
+impl Userdata {
+    pub(crate) fn new(ptr: *mut c_void, free: tether_free_cb) -> Userdata {
+        Userdata { ptr, free }
+    }
+}
+
+impl Drop for Userdata {
+    fn drop(&mut self) {
+        if let Some(f) = self.free.take() {
+            // SAFETY: the function and pointer were given together by the C caller.
+            unsafe { f(self.ptr) }
+        }
+    }
+}
+
+/// A raw pointer that may cross threads (the C caller vouches for it).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut c_void);
+// SAFETY: see `Userdata`.
+unsafe impl Send for SendPtr {}
+// SAFETY: see `Userdata`.
+unsafe impl Sync for SendPtr {}
+
+/// A NUL-terminated owned copy, for handing to C as a [`tether_str`].
+pub(crate) fn nul_terminated(mut s: String) -> String {
+    s.push('\0');
+    s
+}
+
+/// A required C string argument as `&str`.
+pub(crate) unsafe fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, Fail> {
+    if p.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map_err(|_| {
+        Fail::new(
+            tether_result::InvalidUtf8,
+            format!("{what} is not valid UTF-8"),
+        )
+    })
+}
+
+/// An optional C string argument (NULL gives `None`).
+pub(crate) unsafe fn opt_cstr<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Fail> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: as `cstr`.
+        unsafe { cstr(p, what) }.map(Some)
+    }
+}
+
+/// `len` bytes at `p` (NULL allowed when `len` is 0).
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: the caller promised `len` readable bytes.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Parse JSON text that must hold a value of any kind.
+pub(crate) unsafe fn json_value(p: *const c_char, len: usize, what: &str) -> Result<Value, Fail> {
+    // SAFETY: forwarded.
+    let raw = unsafe { bytes(p as *const u8, len, what) }?;
+    let text = std::str::from_utf8(raw).map_err(|_| {
+        Fail::new(
+            tether_result::InvalidUtf8,
+            format!("{what} is not valid UTF-8"),
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        Fail::new(
+            tether_result::InvalidJson,
+            format!("{what} is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Event arguments from C: the JSON text of an array (NULL/0 means `[]`) and the
+/// binary attachments its placeholders reference.
+pub(crate) unsafe fn parse_args(
+    json: *const c_char,
+    json_len: usize,
+    bins: *const tether_bytes,
+    bins_len: usize,
+) -> Result<Args, Fail> {
+    let values = if json.is_null() && json_len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: forwarded.
+        match unsafe { json_value(json, json_len, "args_json") }? {
+            Value::Array(v) => v,
+            _ => {
+                return Err(Fail::new(
+                    tether_result::InvalidJson,
+                    "args_json must be a JSON array (the arguments list)",
+                ));
+            }
+        }
+    };
+    if bins_len > 0 && bins.is_null() {
+        return Err(Fail::null("bins"));
+    }
+    let mut out = Vec::with_capacity(bins_len);
+    for i in 0..bins_len {
+        // SAFETY: `bins` holds `bins_len` entries.
+        let b = unsafe { *bins.add(i) };
+        // SAFETY: each entry describes a readable buffer.
+        let data = unsafe { bytes(b.data, b.len, "bins[i].data") }?;
+        out.push(Bytes::copy_from_slice(data));
+    }
+    for v in &values {
+        check_placeholders(v, bins_len)?;
+    }
+    Ok(Args { values, bins: out })
+}
+
+fn check_placeholders(v: &Value, n: usize) -> Result<(), Fail> {
+    match v {
+        Value::Object(o) => {
+            if o.get("_placeholder").and_then(Value::as_bool) == Some(true) {
+                let num = o.get("num").and_then(Value::as_u64);
+                match num {
+                    Some(k) if (k as usize) < n => return Ok(()),
+                    _ => {
+                        return Err(Fail::new(
+                            tether_result::InvalidParameter,
+                            format!(
+                                "a placeholder references attachment {num:?}, but {n} were given"
+                            ),
+                        ));
+                    }
+                }
+            }
+            for x in o.values() {
+                check_placeholders(x, n)?;
+            }
+            Ok(())
+        }
+        Value::Array(a) => {
+            for x in a {
+                check_placeholders(x, n)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Arguments prepared for a callback: NUL-terminated JSON text and the buffer table.
+pub(crate) struct CArgs {
+    json: String,
+    table: Vec<tether_bytes>,
+    _bins: Vec<Bytes>,
+}
+
+impl CArgs {
+    pub(crate) fn new(args: Args) -> CArgs {
+        let json = nul_terminated(args.to_json());
+        let table = args
+            .bins
+            .iter()
+            .map(|b| tether_bytes {
+                data: b.as_ptr(),
+                len: b.len(),
+            })
+            .collect();
+        CArgs {
+            json,
+            table,
+            _bins: args.bins,
+        }
+    }
+
+    pub(crate) fn c(&self) -> tether_sio_args {
+        tether_sio_args {
+            json: tether_str::from_nul(&self.json),
+            bins: if self.table.is_empty() {
+                std::ptr::null()
+            } else {
+                self.table.as_ptr()
+            },
+            bins_len: self.table.len(),
+        }
+    }
+}
+
+/// Event arguments handed to a callback (borrowed for the call): the JSON text of the
+/// arguments array and the binary attachments its placeholders
+/// `{"_placeholder":true,"num":N}` reference (`bins[N]`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tether_sio_args {
+    /// JSON array text, e.g. `["hello",{"_placeholder":true,"num":0}]`.
+    pub json: tether_str,
+    /// The attachments (NULL when there are none).
+    pub bins: *const tether_bytes,
+    /// Number of attachments.
+    pub bins_len: usize,
+}
+
+/// Helpers to move `Arc` handles across the ABI.
+pub(crate) trait ArcHandle {
+    type Inner: Send + Sync;
+
+    fn into_ptr(a: Arc<Self::Inner>) -> *mut Self
+    where
+        Self: Sized,
+    {
+        Arc::into_raw(a) as *mut Self
+    }
+
+    fn borrow_ptr(a: &Arc<Self::Inner>) -> *mut Self
+    where
+        Self: Sized,
+    {
+        Arc::as_ptr(a) as *mut Self
+    }
+
+    /// Borrow the object behind a handle.
+    unsafe fn get<'a>(p: *const Self) -> Result<&'a Self::Inner, Fail>
+    where
+        Self: Sized,
+    {
+        // SAFETY: a non-NULL handle came from `into_ptr` and is still owned by C.
+        unsafe { (p as *const Self::Inner).as_ref() }.ok_or_else(|| Fail::null("handle"))
+    }
+
+    /// A new strong reference from a handle.
+    unsafe fn clone_arc(p: *const Self) -> Result<Arc<Self::Inner>, Fail>
+    where
+        Self: Sized,
+    {
+        if p.is_null() {
+            return Err(Fail::null("handle"));
+        }
+        // SAFETY: as `get`; the count is incremented before the new Arc is made.
+        unsafe {
+            Arc::increment_strong_count(p as *const Self::Inner);
+            Ok(Arc::from_raw(p as *const Self::Inner))
+        }
+    }
+
+    /// Release the reference C owns (NULL is fine).
+    unsafe fn release(p: *const Self)
+    where
+        Self: Sized,
+    {
+        if !p.is_null() {
+            // SAFETY: the handle came from `into_ptr`; C gives its reference back.
+            unsafe { drop(Arc::from_raw(p as *const Self::Inner)) }
+        }
+    }
+}
+
+/// Helpers to move `Box` handles across the ABI.
+pub(crate) trait BoxHandle {
+    type Inner;
+
+    fn into_ptr(b: Box<Self::Inner>) -> *mut Self
+    where
+        Self: Sized,
+    {
+        Box::into_raw(b) as *mut Self
+    }
+
+    unsafe fn get_mut<'a>(p: *mut Self) -> Result<&'a mut Self::Inner, Fail>
+    where
+        Self: Sized,
+    {
+        // SAFETY: a non-NULL handle came from `into_ptr`.
+        unsafe { (p as *mut Self::Inner).as_mut() }.ok_or_else(|| Fail::null("handle"))
+    }
+
+    unsafe fn get<'a>(p: *const Self) -> Result<&'a Self::Inner, Fail>
+    where
+        Self: Sized,
+    {
+        // SAFETY: as `get_mut`.
+        unsafe { (p as *const Self::Inner).as_ref() }.ok_or_else(|| Fail::null("handle"))
+    }
+
+    unsafe fn release(p: *mut Self)
+    where
+        Self: Sized,
+    {
+        if !p.is_null() {
+            // SAFETY: the handle came from `into_ptr`.
+            unsafe { drop(Box::from_raw(p as *mut Self::Inner)) }
+        }
+    }
+}
+
+/// Milliseconds from C as a `Duration`.
+pub(crate) fn ms(v: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::from(v))
+}
