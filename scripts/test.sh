@@ -106,5 +106,8 @@ for bin in "$TETHER_TEST_SERVER" "$TETHER_CHAT_BIN" "$TETHER_CLIENT_BIN" "$TETHE
   fi
 done
 
+step "C ABI: build, header, sanitizers, valgrind, dlopen cycles, examples (tests/c/run.sh)"
+bash tests/c/run.sh
+
 run_interop "against tether"
 step "done"
