@@ -293,11 +293,15 @@ impl WsConn {
         if self.is_closed() {
             return Err(WsSendError::Closed);
         }
-        self.inner.tx.try_send(out).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WsSendError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => WsSendError::Closed,
-        })?;
+        // Count first: the writer may take the message (and decrement) at once.
         let n = self.inner.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Err(e) = self.inner.tx.try_send(out) {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => WsSendError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => WsSendError::Closed,
+            });
+        }
         if n >= self.inner.high_water && !self.inner.above.swap(true, Ordering::AcqRel) {
             if let Some(h) = self.handlers().high_water {
                 h(self, n);
@@ -700,6 +704,7 @@ impl WsClient {
             req.headers_mut().append(name, value);
         }
         let config = self.config.clone();
+        let offered = self.config.subprotocols.clone();
         let handshake = async move {
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
                 .await
@@ -718,11 +723,19 @@ impl WsClient {
             };
             tokio_tungstenite::client_async_with_config(req, io, Some(config.tungstenite()))
                 .await
-                .map_err(|e| match e {
-                    tokio_tungstenite::tungstenite::Error::Http(r) => {
-                        WsConnectError::Refused(r.status().as_u16())
+                .map_err(|e| {
+                    use tokio_tungstenite::tungstenite::Error as E;
+                    use tokio_tungstenite::tungstenite::error::ProtocolError;
+                    match e {
+                        E::Http(r) => WsConnectError::Refused(r.status().as_u16()),
+                        E::Protocol(ProtocolError::SecWebSocketSubProtocolError(p)) => {
+                            WsConnectError::Subprotocol(format!(
+                                "{p} (offered: {})",
+                                offered.join(", ")
+                            ))
+                        }
+                        other => WsConnectError::Io(other.to_string()),
                     }
-                    other => WsConnectError::Io(other.to_string()),
                 })
         };
         let (ws, resp) = tokio::time::timeout(self.config.handshake_timeout, handshake)
