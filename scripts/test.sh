@@ -34,6 +34,19 @@ else
   step "chromium present: /usr/bin/chromium"
 fi
 
+have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+if ! have redis-server || ! have nginx; then
+  step "install redis-server and nginx (apt-get; the cluster tests start their own)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y redis-server nginx
+  # The packages start system services on fixed ports; the tests use their own.
+  (service redis-server stop || systemctl stop redis-server || true) >/dev/null 2>&1
+  (service nginx stop || systemctl stop nginx || true) >/dev/null 2>&1
+else
+  step "redis-server and nginx present"
+fi
+
 INTEROP="$ROOT/tests/interop"
 if [ ! -d "$INTEROP/node_modules" ] || [ "$INTEROP/package-lock.json" -nt "$INTEROP/node_modules" ]; then
   step "npm ci (tests/interop)"

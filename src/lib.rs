@@ -12,6 +12,7 @@
 //! Start with [`sio::Io`].
 #![warn(missing_docs)]
 
+pub mod adapter;
 pub mod config;
 pub mod dispatch;
 pub mod engine;

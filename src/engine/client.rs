@@ -560,7 +560,7 @@ impl Driver {
                 if polite {
                     let _ = ws.send(text_message(&Str::from_static("1"))).await;
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), (**ws).close(None)).await;
             }
             Active::Polling(p) => {
                 p.paused.store(true, Ordering::Release);

@@ -25,14 +25,15 @@ mod socket;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 pub use conn::ConnectDecision;
-pub use namespace::{BroadcastAcks, BroadcastOperator, Namespace};
+pub(crate) use namespace::WeakNamespace;
+pub use namespace::{BroadcastAcks, BroadcastOperator, ClusterAcks, Namespace};
 pub use payload::{AckError, Args, SerializeError};
 pub use socket::{AckSendError, AckSender, Event, SocketRef};
 
@@ -193,8 +194,10 @@ pub(crate) struct IoInner {
     engine_config: EngineConfig,
     namespaces: RwLock<HashMap<Str, Namespace>>,
     dynamic: RwLock<Vec<(NsPredicate, NsSetup)>>,
-    engine: OnceLock<Arc<Engine>>,
+    /// Weak: the engine holds this server as its handler; listeners hold the engine.
+    engine: std::sync::Mutex<Weak<Engine>>,
     runtime: OnceLock<tokio::runtime::Handle>,
+    pub(crate) adapter: Option<Arc<dyn crate::adapter::Adapter>>,
 }
 
 impl IoInner {
@@ -258,6 +261,7 @@ impl Default for Io {
 pub struct IoBuilder {
     engine: EngineConfig,
     sio: SioConfig,
+    adapter: Option<Arc<dyn crate::adapter::Adapter>>,
 }
 
 impl IoBuilder {
@@ -368,6 +372,14 @@ impl IoBuilder {
         self
     }
 
+    /// The cluster adapter (default: none, the in-memory adapter alone): e.g. a
+    /// [`crate::adapter::RedisAdapter`], so that broadcasts, room operations and requests
+    /// reach the sockets of every node. Every namespace of the server uses it.
+    pub fn adapter(mut self, adapter: impl crate::adapter::Adapter) -> Self {
+        self.adapter = Some(Arc::new(adapter));
+        self
+    }
+
     /// Build the server.
     pub fn build(self) -> Io {
         let io = Io {
@@ -376,8 +388,9 @@ impl IoBuilder {
                 engine_config: self.engine,
                 namespaces: RwLock::new(HashMap::new()),
                 dynamic: RwLock::new(Vec::new()),
-                engine: OnceLock::new(),
+                engine: std::sync::Mutex::new(Weak::new()),
                 runtime: OnceLock::new(),
+                adapter: self.adapter,
             }),
         };
         io.of("/");
@@ -468,8 +481,8 @@ impl Io {
     }
 
     /// The Engine.IO layer, once the server is listening.
-    pub fn engine(&self) -> Option<&Arc<Engine>> {
-        self.inner.engine.get()
+    pub fn engine(&self) -> Option<Arc<Engine>> {
+        self.inner.engine.lock().ok()?.upgrade()
     }
 
     /// The Engine.IO handler of this server, to drive it from a custom listener.
@@ -493,11 +506,21 @@ impl Io {
         mut routes: StaticRoutes,
     ) -> std::io::Result<ServerHandle> {
         let _ = self.inner.runtime.set(tokio::runtime::Handle::current());
-        let engine = self
-            .inner
-            .engine
-            .get_or_init(|| Engine::new(self.inner.engine_config.clone(), self.engine_handler()))
-            .clone();
+        let engine = {
+            let mut slot = self
+                .inner
+                .engine
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match slot.upgrade() {
+                Some(e) => e,
+                None => {
+                    let e = Engine::new(self.inner.engine_config.clone(), self.engine_handler());
+                    *slot = Arc::downgrade(&e);
+                    e
+                }
+            }
+        };
         if self.inner.config.serve_client {
             routes = routes.file(
                 format!("{}socket.io.js", engine.config().path),

@@ -1,4 +1,9 @@
 //! Namespaces, their rooms (the in-memory adapter), and broadcasts.
+//!
+//! The room table here is the in-memory adapter every namespace has. A cluster adapter
+//! ([`crate::adapter::Adapter`], set with `Io::builder().adapter(..)`) adds the remote
+//! part: non-local broadcasts, room operations and requests also go through it. Without
+//! one (the default) nothing here touches it beyond one `Option` check.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -7,18 +12,26 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::payload::{AckError, Args};
 use super::socket::{SocketRef, event_packet};
 use super::{ConnectContext, ConnectError, EmitError, IoInner, Room};
+use crate::adapter::{
+    Adapter, AdapterError, BroadcastFlags, BroadcastOptions, RemoteSocket, ServerAck, ServerAcks,
+    ServerSideEvent,
+};
 use crate::engine::SendError;
 use crate::proto::Str;
 use crate::proto::engineio::Frame;
+use crate::proto::socketio::Packet;
 
 pub(crate) type ConnectHandler = Arc<dyn Fn(SocketRef) + Send + Sync>;
 pub(crate) type DeferredMiddleware =
     Arc<dyn Fn(&ConnectContext, super::ConnectDecision) + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(&ConnectContext) -> Result<(), ConnectError> + Send + Sync>;
+pub(crate) type ServerSideHandler = Arc<dyn Fn(&Namespace, ServerSideEvent) + Send + Sync>;
+pub(crate) type AckReply = Arc<dyn Fn(Str, Result<Args, AckError>) + Send + Sync>;
 
 pub(crate) struct NsInner {
     name: Str,
@@ -29,6 +42,22 @@ pub(crate) struct NsInner {
     on_connect: RwLock<Option<ConnectHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
     deferred: RwLock<Option<DeferredMiddleware>>,
+    /// The cluster adapter; `None` for a single node (the in-memory adapter alone).
+    adapter: Option<Arc<dyn Adapter>>,
+    /// `socket.data` of the sockets that set one ([`SocketRef::set_data`]).
+    data: RwLock<HashMap<Str, Value>>,
+    /// Handlers of events sent by other nodes ([`Namespace::on_server_side_emit`]).
+    server_side: RwLock<HashMap<String, ServerSideHandler>>,
+}
+
+/// A weak handle to a namespace, for cluster adapters (no reference cycle).
+#[derive(Clone)]
+pub(crate) struct WeakNamespace(Weak<NsInner>);
+
+impl WeakNamespace {
+    pub(crate) fn upgrade(&self) -> Option<Namespace> {
+        self.0.upgrade().map(|inner| Namespace { inner })
+    }
 }
 
 /// A namespace (`/`, `/admin`, ...): its sockets, rooms, handlers and middleware.
@@ -71,7 +100,8 @@ impl IoRef {
 
 impl Namespace {
     pub(crate) fn new(name: Str, io: Weak<IoInner>) -> Namespace {
-        Namespace {
+        let adapter = io.upgrade().and_then(|io| io.adapter.clone());
+        let ns = Namespace {
             inner: Arc::new(NsInner {
                 name,
                 io,
@@ -81,8 +111,134 @@ impl Namespace {
                 on_connect: RwLock::new(None),
                 middlewares: RwLock::new(Vec::new()),
                 deferred: RwLock::new(None),
+                adapter,
+                data: RwLock::new(HashMap::new()),
+                server_side: RwLock::new(HashMap::new()),
             }),
+        };
+        if let Some(a) = &ns.inner.adapter {
+            a.init(&ns);
         }
+        ns
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakNamespace {
+        WeakNamespace(Arc::downgrade(&self.inner))
+    }
+
+    /// The cluster adapter, if the server has one.
+    pub fn adapter(&self) -> Option<&Arc<dyn Adapter>> {
+        self.inner.adapter.as_ref()
+    }
+
+    /// Whether some local socket is in `room`.
+    pub(crate) fn has_room(&self, room: &str) -> bool {
+        self.inner
+            .rooms
+            .read()
+            .map(|r| r.contains_key(room))
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn socket_data(&self, id: &str) -> Value {
+        self.inner
+            .data
+            .read()
+            .ok()
+            .and_then(|d| d.get(id).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Register the handler of `event` sent by other nodes with
+    /// [`Namespace::server_side_emit`] (or Node's `io.serverSideEmit`). It runs on the
+    /// adapter's task: do not block in it. When the sender waits for an answer,
+    /// `ev.ack` is set: answer once with [`ServerAck::send`].
+    pub fn on_server_side_emit<F>(&self, event: impl Into<String>, handler: F) -> &Self
+    where
+        F: Fn(&Namespace, ServerSideEvent) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.inner.server_side.write() {
+            h.insert(event.into(), Arc::new(handler));
+        }
+        self
+    }
+
+    /// Deliver a server-side event from another node (`data` = `[event, ...args]`).
+    pub(crate) fn dispatch_server_side(&self, mut data: Vec<Value>, ack: Option<ServerAck>) {
+        if data.is_empty() {
+            return;
+        }
+        let name = match data.remove(0) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let handler = self
+            .inner
+            .server_side
+            .read()
+            .ok()
+            .and_then(|h| h.get(&name).cloned());
+        match handler {
+            Some(h) => h(
+                self,
+                ServerSideEvent {
+                    name,
+                    args: data.into(),
+                    ack,
+                },
+            ),
+            None => tracing::trace!(event = %name, nsp = %self.name(), "no server-side handler"),
+        }
+    }
+
+    /// Send `event` to the other nodes of the cluster (not to this one); they get it in
+    /// [`Namespace::on_server_side_emit`]. Arguments travel as JSON. A no-op without a
+    /// cluster adapter.
+    pub fn server_side_emit(&self, event: &str, args: impl Into<Args>) -> Result<(), AdapterError> {
+        match &self.inner.adapter {
+            Some(a) => a.server_side_emit(self, server_side_data(event, args.into())),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Namespace::server_side_emit`], waiting (the adapter's request timeout) for one
+    /// answer from every other node. `missing` counts the nodes that did not answer.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+    ) -> Result<ServerAcks, AdapterError> {
+        match &self.inner.adapter {
+            Some(a) => {
+                a.server_side_emit_with_ack(self, server_side_data(event, args.into()))
+                    .await
+            }
+            None => Ok(ServerAcks::default()),
+        }
+    }
+
+    /// The number of nodes in the cluster (1 without a cluster adapter).
+    pub async fn server_count(&self) -> Result<usize, AdapterError> {
+        match &self.inner.adapter {
+            Some(a) => a.server_count(self).await,
+            None => Ok(1),
+        }
+    }
+
+    /// The rooms that have members on any node of the cluster, sorted.
+    pub async fn all_rooms(&self) -> Result<Vec<Room>, AdapterError> {
+        let mut rooms = self.rooms();
+        if let Some(a) = &self.inner.adapter {
+            rooms.extend(a.all_rooms(self).await?);
+            rooms.sort();
+            rooms.dedup();
+        }
+        Ok(rooms)
+    }
+
+    /// Descriptions of every socket of the namespace, on every node.
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, AdapterError> {
+        self.broadcast().fetch_sockets().await
     }
 
     /// The namespace's name, e.g. `/` or `/admin`.
@@ -198,6 +354,9 @@ impl Namespace {
         if let Ok(mut s) = self.inner.sockets.write() {
             s.remove(socket.id().as_str());
         }
+        if let Ok(mut d) = self.inner.data.write() {
+            d.remove(socket.id().as_str());
+        }
     }
 
     pub(crate) fn add_to_room(&self, socket: &SocketRef, room: Room) {
@@ -273,9 +432,34 @@ impl Namespace {
         self.broadcast().emit_args(event, args)
     }
 
-    /// Disconnect every socket of the namespace.
+    /// Disconnect every socket of the namespace (on this node only).
     pub fn disconnect_all(&self) {
-        self.broadcast().disconnect();
+        self.broadcast().local().disconnect();
+    }
+}
+
+fn server_side_data(event: &str, args: Args) -> Vec<Value> {
+    let mut data = Vec::with_capacity(args.values.len() + 1);
+    data.push(Value::String(event.to_owned()));
+    data.extend(args.values);
+    data
+}
+
+impl SocketRef {
+    /// Attach arbitrary data to this socket (socket.io's `socket.data`): other nodes see it
+    /// in [`Namespace::fetch_sockets`]. Dropped when the socket disconnects.
+    pub fn set_data(&self, data: Value) {
+        if !self.connected() {
+            return;
+        }
+        if let Ok(mut d) = self.ns().inner.data.write() {
+            d.insert(self.id().clone(), data);
+        }
+    }
+
+    /// The data set with [`SocketRef::set_data`] (`null` when none).
+    pub fn data(&self) -> Value {
+        self.ns().socket_data(self.id().as_str())
     }
 }
 
@@ -321,7 +505,8 @@ impl BroadcastOperator {
         }
     }
 
-    pub(crate) fn except_socket(mut self, sid: Str) -> Self {
+    /// Leave out the socket with this id (what `SocketRef::broadcast` uses).
+    pub fn except_socket(mut self, sid: Str) -> Self {
         self.except_sid = Some(sid);
         self
     }
@@ -413,6 +598,54 @@ impl BroadcastOperator {
         out
     }
 
+    /// The cluster adapter when this broadcast is not local.
+    fn remote(&self) -> Option<&Arc<dyn Adapter>> {
+        if self.local {
+            None
+        } else {
+            self.ns.inner.adapter.as_ref()
+        }
+    }
+
+    /// The targets as the cluster protocol carries them (the excluded socket, if any,
+    /// becomes an excluded room: its own).
+    pub fn options(&self) -> BroadcastOptions {
+        let mut rooms: Vec<Room> = Vec::with_capacity(self.rooms.len());
+        for r in &self.rooms {
+            if !rooms.contains(r) {
+                rooms.push(r.clone());
+            }
+        }
+        let mut except: Vec<Room> = Vec::with_capacity(self.except.len() + 1);
+        for r in self.except.iter().chain(self.except_sid.iter()) {
+            if !except.contains(r) {
+                except.push(r.clone());
+            }
+        }
+        BroadcastOptions {
+            rooms,
+            except,
+            flags: BroadcastFlags {
+                volatile: self.volatile,
+                local: self.local,
+                timeout: self.timeout,
+            },
+        }
+    }
+
+    /// A local broadcast to these targets (what a message from another node asks for).
+    pub(crate) fn from_options(ns: Namespace, opts: &BroadcastOptions) -> Self {
+        BroadcastOperator {
+            ns,
+            rooms: opts.rooms.clone(),
+            except: opts.except.clone(),
+            except_sid: None,
+            volatile: opts.flags.volatile,
+            local: true,
+            timeout: opts.flags.timeout,
+        }
+    }
+
     /// Emit `event` with one argument to every target.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
         self.emit_args(event, Args::one(data)?)
@@ -422,8 +655,22 @@ impl BroadcastOperator {
     /// queued for every recipient. Recipients whose queue is full are skipped (and
     /// logged); the count of those is returned in the error unless the broadcast is
     /// volatile.
+    ///
+    /// With a cluster adapter (and unless [`BroadcastOperator::local`]), the packet is
+    /// also published to the other nodes. That part is fire-and-forget: while the
+    /// adapter's backend is unreachable it is lost (logged, counted by the adapter).
     pub fn emit_args(&self, event: &str, args: impl Into<Args>) -> Result<(), EmitError> {
         let packet = event_packet(self.ns.name(), event, args.into(), None);
+        if let Some(a) = self.remote()
+            && let Err(e) = a.broadcast(&self.ns, &packet, &self.options())
+        {
+            tracing::debug!(event, error = %e, "broadcast not published to the cluster");
+        }
+        self.emit_packet(event, &packet)
+    }
+
+    /// Deliver `packet` to the local targets.
+    pub(crate) fn emit_packet(&self, event: &str, packet: &Packet) -> Result<(), EmitError> {
         let frames = packet.encode_frames();
         let mut full = 0usize;
         for s in self.sockets() {
@@ -453,68 +700,153 @@ impl BroadcastOperator {
     }
 
     /// Callback form of [`BroadcastOperator::emit_with_ack`]; `callback` runs exactly once.
+    ///
+    /// With a cluster adapter, the sockets of every node are asked; replies from other
+    /// nodes carry an empty socket id (the cluster protocol does not transmit it) and
+    /// only the first argument of each reply (as socket.io does). A node that does not
+    /// report before the timeout counts as one missing reply (its recipients are unknown).
     pub fn emit_with_ack_cb<F>(&self, event: &str, args: impl Into<Args>, callback: F)
     where
         F: FnOnce(BroadcastAcks) + Send + 'static,
     {
         let timeout = self.timeout.unwrap_or(Duration::from_secs(5));
-        let id = self.ns.next_ack_id();
-        let packet = event_packet(self.ns.name(), event, args.into(), Some(id));
-        let frames: Vec<Frame> = packet.encode_frames();
-        let targets = self.sockets();
+        let args = args.into();
+        let remote = self.remote();
         let collector = Arc::new(Collector {
             state: Mutex::new(CollectorState {
-                remaining: targets.len(),
+                expected: 0,
+                received: 0,
+                servers_expected: if remote.is_some() { None } else { Some(1) },
+                servers_reported: 0,
                 acks: BroadcastAcks::default(),
                 callback: Some(Box::new(callback)),
             }),
         });
-        if targets.is_empty() {
-            collector.finish();
-            return;
-        }
-        for s in targets {
+        if let Some(a) = remote {
+            let packet = event_packet(self.ns.name(), event, args.clone(), None);
+            let mut opts = self.options();
+            opts.flags.timeout = Some(timeout);
+            if let Err(e) =
+                a.broadcast_with_ack(&self.ns, &packet, &opts, ClusterAcks(collector.clone()))
+            {
+                tracing::debug!(event, error = %e, "broadcast with ack not published to the cluster");
+                collector.set_servers(1);
+            }
             let c = collector.clone();
+            self.ns.io().spawn(async move {
+                tokio::time::sleep(timeout).await;
+                c.time_out();
+            });
+        }
+        let packet = event_packet(self.ns.name(), event, args, Some(self.ns.next_ack_id()));
+        let c = collector.clone();
+        let count =
+            self.deliver_with_ack(&packet, timeout, Arc::new(move |sid, r| c.reply(sid, r)));
+        collector.server_replied(count);
+    }
+
+    /// Deliver `packet` (whose id is set) to the local targets, each reply (or its
+    /// failure) going to `on_reply`; returns the number of targets.
+    pub(crate) fn deliver_with_ack(
+        &self,
+        packet: &Packet,
+        timeout: Duration,
+        on_reply: AckReply,
+    ) -> usize {
+        let Some(id) = packet.id else { return 0 };
+        let frames: Vec<Frame> = packet.encode_frames();
+        let targets = self.sockets();
+        let count = targets.len();
+        for s in targets {
+            let f = on_reply.clone();
             let sid = s.id().clone();
             s.register_ack(
                 id,
-                Box::new(move |r: Result<Args, AckError>| c.reply(sid, r)),
+                Box::new(move |r: Result<Args, AckError>| f(sid, r)),
                 timeout,
             );
             if let Err(e) = s.inner.conn.engine().send_frames(&frames) {
+                // The registered ack reports it (at its timeout, or on disconnect): reporting
+                // here too would count this recipient twice.
                 tracing::debug!(error = %e, sid = %s.id(), "broadcast with ack: not queued");
-                collector.reply(s.id().clone(), Err(AckError::Send(e)));
             }
         }
+        count
     }
 
-    /// Make every target join `room`.
+    /// Make every target join `room` (on every node, unless local).
     pub fn join(&self, room: impl Into<Room>) {
         let room = room.into();
+        if let Some(a) = self.remote()
+            && let Err(e) = a.add_sockets(&self.ns, &self.options(), std::slice::from_ref(&room))
+        {
+            tracing::debug!(error = %e, "socketsJoin not published to the cluster");
+        }
         for s in self.sockets() {
             s.join(room.clone());
         }
     }
 
-    /// Make every target leave `room`.
+    /// Make every target leave `room` (on every node, unless local).
     pub fn leave(&self, room: &str) {
+        if let Some(a) = self.remote()
+            && let Err(e) = a.del_sockets(&self.ns, &self.options(), &[Room::copy_from(room)])
+        {
+            tracing::debug!(error = %e, "socketsLeave not published to the cluster");
+        }
         for s in self.sockets() {
             s.leave(room);
         }
     }
 
-    /// Disconnect every target.
+    /// Disconnect every target (on every node, unless local).
     pub fn disconnect(&self) {
+        self.disconnect_sockets(false);
+    }
+
+    /// Disconnect every target (on every node, unless local); with `close`, also close
+    /// their underlying connections (socket.io's `disconnectSockets(true)`).
+    pub fn disconnect_sockets(&self, close: bool) {
+        if let Some(a) = self.remote()
+            && let Err(e) = a.disconnect_sockets(&self.ns, &self.options(), close)
+        {
+            tracing::debug!(error = %e, "disconnectSockets not published to the cluster");
+        }
         for s in self.sockets() {
             s.disconnect();
+            if close {
+                s.inner.conn.engine().close();
+            }
         }
+    }
+
+    /// Descriptions of the targets on every node (unless local): id, handshake, rooms,
+    /// data. Fails when another node's answer is missing (adapter's request timeout) or
+    /// the adapter's backend is unreachable.
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, AdapterError> {
+        let mut out: Vec<RemoteSocket> = self
+            .sockets()
+            .iter()
+            .map(RemoteSocket::from_local)
+            .collect();
+        if let Some(a) = self.remote() {
+            out.extend(a.fetch_sockets(&self.ns, &self.options()).await?);
+        }
+        Ok(out)
     }
 }
 
 type BroadcastCallback = Box<dyn FnOnce(BroadcastAcks) + Send>;
 
 struct CollectorState {
-    remaining: usize,
+    /// Replies expected from the nodes that reported so far.
+    expected: usize,
+    /// Replies (or failures) received.
+    received: usize,
+    /// Nodes in the cluster, once known.
+    servers_expected: Option<usize>,
+    /// Nodes that reported how many sockets they asked.
+    servers_reported: usize,
     acks: BroadcastAcks,
     callback: Option<BroadcastCallback>,
 }
@@ -524,34 +856,68 @@ struct Collector {
 }
 
 impl Collector {
-    fn reply(&self, sid: Str, r: Result<Args, AckError>) {
+    fn complete(st: &mut CollectorState) -> Option<(BroadcastCallback, BroadcastAcks)> {
+        let servers_done = st
+            .servers_expected
+            .is_some_and(|n| st.servers_reported >= n);
+        if servers_done && st.received >= st.expected {
+            st.callback
+                .take()
+                .map(|cb| (cb, std::mem::take(&mut st.acks)))
+        } else {
+            None
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut CollectorState) -> bool) {
         let done = {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
-            if st.callback.is_none() {
+            if st.callback.is_none() || !f(&mut st) {
                 return;
             }
-            match r {
-                Ok(args) => st.acks.responses.push((sid, args)),
-                Err(_) => st.acks.missing += 1,
-            }
-            st.remaining = st.remaining.saturating_sub(1);
-            if st.remaining == 0 {
-                st.callback
-                    .take()
-                    .map(|cb| (cb, std::mem::take(&mut st.acks)))
-            } else {
-                None
-            }
+            Self::complete(&mut st)
         };
         if let Some((cb, acks)) = done {
             cb(acks);
         }
     }
 
-    fn finish(&self) {
+    fn reply(&self, sid: Str, r: Result<Args, AckError>) {
+        self.update(|st| {
+            match r {
+                Ok(args) => st.acks.responses.push((sid, args)),
+                Err(_) => st.acks.missing += 1,
+            }
+            st.received += 1;
+            true
+        });
+    }
+
+    fn server_replied(&self, clients: usize) {
+        self.update(|st| {
+            st.expected += clients;
+            st.servers_reported += 1;
+            true
+        });
+    }
+
+    fn set_servers(&self, n: usize) {
+        self.update(|st| {
+            st.servers_expected = Some(n.max(1));
+            true
+        });
+    }
+
+    fn time_out(&self) {
         let done = self.state.lock().ok().and_then(|mut st| {
+            st.acks.missing += st.expected.saturating_sub(st.received);
+            // A node that never said how many sockets it asked counts as one missing reply.
+            let silent = st
+                .servers_expected
+                .map_or(0, |n| n.saturating_sub(st.servers_reported));
+            st.acks.missing += silent;
             st.callback
                 .take()
                 .map(|cb| (cb, std::mem::take(&mut st.acks)))
@@ -559,5 +925,33 @@ impl Collector {
         if let Some((cb, acks)) = done {
             cb(acks);
         }
+    }
+}
+
+/// The collector of a broadcast with acknowledgement, as a cluster adapter feeds it:
+/// each other node reports how many of its sockets it asked, then their replies arrive.
+#[derive(Clone)]
+pub struct ClusterAcks(Arc<Collector>);
+
+impl fmt::Debug for ClusterAcks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterAcks")
+    }
+}
+
+impl ClusterAcks {
+    /// The number of nodes in the cluster, this one included.
+    pub fn set_server_count(&self, n: usize) {
+        self.0.set_servers(n);
+    }
+
+    /// A node reported how many of its sockets it asked.
+    pub fn server_replied(&self, client_count: usize) {
+        self.0.server_replied(client_count);
+    }
+
+    /// One socket of another node replied.
+    pub fn reply(&self, args: Args) {
+        self.0.reply(Str::default(), Ok(args));
     }
 }
