@@ -44,7 +44,8 @@ impl TokenBucket {
         let now = Instant::now();
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.limit.per_second).min(self.limit.burst.max(1.0));
+        self.tokens =
+            (self.tokens + elapsed * self.limit.per_second).min(self.limit.burst.max(1.0));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -1706,7 +1706,6 @@ async fn slow_request_heads_are_cut_off() {
     srv.assert_healthy().await;
 }
 
-
 // =======================================================================================
 // Abuse controls
 // =======================================================================================
@@ -1729,12 +1728,17 @@ async fn same_origin_by_default() {
     let mut req = format!("ws://{}/socket.io/?EIO=4&transport=websocket", srv.addr)
         .into_client_request()
         .unwrap();
-    req.headers_mut()
-        .insert("origin", http::HeaderValue::from_static("http://evil.example"));
+    req.headers_mut().insert(
+        "origin",
+        http::HeaderValue::from_static("http://evil.example"),
+    );
     let tcp = TcpStream::connect(srv.addr).await.unwrap();
     match tokio_tungstenite::client_async(req, tcp).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
-        other => panic!("cross-origin websocket was not refused: {:?}", other.map(|_| ())),
+        other => panic!(
+            "cross-origin websocket was not refused: {:?}",
+            other.map(|_| ())
+        ),
     }
     // Turned off, anything goes.
     let open = start(base().check_origin(false)).await;
@@ -1814,7 +1818,10 @@ async fn event_rate_drop_and_disconnect() {
         ws.send(&format!(r#"42["echo",{i}]"#));
     }
     let (_, seen) = ws.closed().await;
-    assert!(seen.iter().any(|t| t == "41"), "no DISCONNECT packet in {seen:?}");
+    assert!(
+        seen.iter().any(|t| t == "41"),
+        "no DISCONNECT packet in {seen:?}"
+    );
     assert!(
         eventually(IDLE_WAIT, || srv2.io.of("/").socket_count() == 0).await,
         "rate-limited socket still connected"
@@ -1824,17 +1831,26 @@ async fn event_rate_drop_and_disconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_namespaces_per_connection_are_capped() {
     let srv = start(base()).await;
-    srv.io.dynamic_ns(|n| n.starts_with("/dyn-"), |ns| {
-        ns.on_connect(|_| {});
-    });
+    srv.io.dynamic_ns(
+        |n| n.starts_with("/dyn-"),
+        |ns| {
+            ns.on_connect(|_| {});
+        },
+    );
     let (mut ws, _) = WsClient::open(srv.addr).await;
     for i in 0..16 {
         ws.send(&format!("40/dyn-{i},"));
         let t = ws.text().await;
-        assert!(t.starts_with(&format!("40/dyn-{i},{{")), "namespace {i}: {t}");
+        assert!(
+            t.starts_with(&format!("40/dyn-{i},{{")),
+            "namespace {i}: {t}"
+        );
     }
     ws.send("40/dyn-16,");
-    assert_eq!(ws.text().await, r#"44/dyn-16,{"message":"Invalid namespace"}"#);
+    assert_eq!(
+        ws.text().await,
+        r#"44/dyn-16,{"message":"Invalid namespace"}"#
+    );
     // Existing namespaces are unaffected by the cap.
     ws.send("40/dyn-0,");
     let (code, _) = ws.closed().await;
@@ -1870,7 +1886,13 @@ async fn high_water_fires_for_a_slow_reader() {
     let mut full = false;
     for i in 0..200 {
         if let Err(e) = socket.emit("x", &i) {
-            assert!(matches!(e, tether::sio::EmitError::Send(tether::engine::SendError::QueueFull)), "{e}");
+            assert!(
+                matches!(
+                    e,
+                    tether::sio::EmitError::Send(tether::engine::SendError::QueueFull)
+                ),
+                "{e}"
+            );
             full = true;
             break;
         }

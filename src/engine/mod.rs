@@ -390,8 +390,10 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// A new engine delivering to `handler`.
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Arc<Engine> {
-        let ip_limiter =
-            crate::limits::IpLimiter::new(config.max_connections_per_ip, config.connection_rate_per_ip);
+        let ip_limiter = crate::limits::IpLimiter::new(
+            config.max_connections_per_ip,
+            config.connection_rate_per_ip,
+        );
         Arc::new(Engine {
             config,
             handler,

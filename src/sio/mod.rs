@@ -207,7 +207,11 @@ impl IoInner {
 
     /// The namespace `nsp`, and whether this call created it (dynamically, only when
     /// `allow_new`).
-    pub(crate) fn namespace_for(self: &Arc<Self>, nsp: &Str, allow_new: bool) -> Option<(Namespace, bool)> {
+    pub(crate) fn namespace_for(
+        self: &Arc<Self>,
+        nsp: &Str,
+        allow_new: bool,
+    ) -> Option<(Namespace, bool)> {
         if let Some(ns) = self.namespaces.read().ok()?.get(nsp.as_str()) {
             return Some((ns.clone(), false));
         }
@@ -507,11 +511,7 @@ impl Io {
     ) -> std::io::Result<ServerHandle> {
         let _ = self.inner.runtime.set(tokio::runtime::Handle::current());
         let engine = {
-            let mut slot = self
-                .inner
-                .engine
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut slot = self.inner.engine.lock().unwrap_or_else(|p| p.into_inner());
             match slot.upgrade() {
                 Some(e) => e,
                 None => {

@@ -184,7 +184,12 @@ impl SocketRef {
                 rooms: Mutex::new(HashSet::new()),
                 acks: Mutex::new(HashMap::new()),
                 connected: AtomicBool::new(true),
-                rate: rate.map(|r| (Mutex::new(crate::limits::TokenBucket::new(r.limit)), r.action)),
+                rate: rate.map(|r| {
+                    (
+                        Mutex::new(crate::limits::TokenBucket::new(r.limit)),
+                        r.action,
+                    )
+                }),
                 dropped: std::sync::atomic::AtomicU64::new(0),
             }),
         }

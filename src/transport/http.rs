@@ -536,9 +536,14 @@ async fn engine_request(
                     crate::limits::Refusal::TooFast => "Too many connection attempts",
                 };
                 tracing::debug!(%peer, msg, "handshake refused by the per-ip limits");
-                let body = serde_json::json!({ "code": EngineError::Forbidden as u8, "message": msg })
-                    .to_string();
-                return response(StatusCode::TOO_MANY_REQUESTS, "application/json", Bytes::from(body));
+                let body =
+                    serde_json::json!({ "code": EngineError::Forbidden as u8, "message": msg })
+                        .to_string();
+                return response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "application/json",
+                    Bytes::from(body),
+                );
             }
             if transport == TransportType::Polling {
                 let socket = engine.create_session(info, TransportType::Polling, admitted);
