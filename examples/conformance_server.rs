@@ -111,6 +111,12 @@ fn on_connection(socket: SocketRef) {
         let _ = s.ns().to(to).emit_args("private-message", ev.args);
     });
     socket.on("disconnect-me", |s, _| s.disconnect());
+    socket.on("drop-connection", |s, _| s.close_connection());
+    socket.on("recovered", |s, ev| {
+        if let Some(ack) = ev.ack {
+            let _ = ack.send(vec![json!(s.recovered()), json!(s.id().as_str())]);
+        }
+    });
     socket.on("rooms", |s, ev| {
         if let Some(ack) = ev.ack {
             let _ = ack.send_one(&s.rooms());
@@ -122,14 +128,16 @@ fn on_connection(socket: SocketRef) {
 async fn main() -> std::io::Result<()> {
     let mut port = 3000u16;
     let mut engine_io = false;
+    let mut recovery = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse().ok()).unwrap_or(port),
             "--engine-io" => engine_io = true,
+            "--recovery" => recovery = true,
             other => {
                 eprintln!(
-                    "unknown argument {other}; usage: conformance_server [--port N] [--engine-io]"
+                    "unknown argument {other}; usage: conformance_server [--port N] [--engine-io] [--recovery]"
                 );
                 std::process::exit(2);
             }
@@ -140,10 +148,16 @@ async fn main() -> std::io::Result<()> {
         let engine = Engine::new(engine_config("/engine.io/"), Arc::new(Echo));
         tether::transport::http::serve(engine, addr, tether::StaticRoutes::new()).await?
     } else {
-        let io = Io::builder()
+        let mut builder = Io::builder()
             .engine_config(engine_config("/socket.io/"))
-            .connect_timeout(Duration::from_millis(1000))
-            .build();
+            .connect_timeout(Duration::from_millis(1000));
+        if recovery {
+            builder = builder.connection_state_recovery(tether::sio::recovery::RecoveryConfig {
+                max_disconnection_duration: Duration::from_secs(30),
+                ..Default::default()
+            });
+        }
+        let io = builder.build();
         setup(&io.of("/"));
         setup(&io.of("/custom"));
         let refuse = io.of("/refuse");

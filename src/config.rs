@@ -228,6 +228,8 @@ pub struct SioConfig {
     /// Dynamic namespaces one connection may cause to be created; beyond, a CONNECT to a
     /// new one gets `Invalid namespace`. Default 16.
     pub max_dynamic_namespaces_per_connection: usize,
+    /// Connection state recovery (off by default, as in socket.io).
+    pub connection_state_recovery: Option<crate::sio::recovery::RecoveryConfig>,
 }
 
 /// What to do with events over a socket's [`SioConfig::event_rate`].
@@ -256,6 +258,7 @@ impl Default for SioConfig {
             serve_client: true,
             event_rate: None,
             max_dynamic_namespaces_per_connection: 16,
+            connection_state_recovery: None,
         }
     }
 }

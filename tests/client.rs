@@ -2056,3 +2056,133 @@ async fn event_before_connect_is_delivered_after_connect() {
         "the early event was delivered to a socket not connected yet (id {id:?})"
     );
 }
+
+// =======================================================================================
+// Connection state recovery (socket.io 4.6+), the Rust client against both servers
+// =======================================================================================
+
+/// A server started with `--recovery`: the Node reference server, or tether's
+/// conformance_server example binary.
+async fn recovery_server(node: bool) -> ServerProcess {
+    if node {
+        let script = interop_dir().join("reference_server.js");
+        ServerProcess::start(
+            "node reference server --recovery",
+            &find_node(),
+            &[
+                script.display().to_string(),
+                "--port".into(),
+                "0".into(),
+                "--recovery".into(),
+            ],
+        )
+        .await
+    } else {
+        let exe = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("debug/examples/conformance_server");
+        let exe = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|d| Path::new(&d).join("debug/examples/conformance_server"))
+            .filter(|p| p.is_file())
+            .unwrap_or(exe);
+        assert!(
+            exe.is_file(),
+            "{exe:?} is missing: run `cargo build --examples`"
+        );
+        ServerProcess::start(
+            "tether conformance_server --recovery",
+            &exe,
+            &["--port".into(), "0".into(), "--recovery".into()],
+        )
+        .await
+    }
+}
+
+async fn recovers_state(node: bool, mode: Mode) {
+    let server = recovery_server(node).await;
+    let build = || {
+        Client::builder(server.url.clone())
+            .transports(mode.transports())
+            .reconnection(fast_reconnection())
+            .build()
+            .expect("client")
+    };
+    let (ca, cb) = (build(), build());
+    let (a, b) = (ca.socket("/"), cb.socket("/"));
+    let mut room = inbox(&a, "room-message");
+    let mut all = inbox(&a, "broadcast-message");
+    let mut down = disconnects(&a);
+    within(WAIT, "connect a", a.connect())
+        .await
+        .expect("a connects");
+    within(WAIT, "connect b", b.connect())
+        .await
+        .expect("b connects");
+    assert!(!a.recovered());
+    let first_id = a.id().expect("id");
+    let joined = a
+        .emit_with_ack("join", vec![json!("r1")], WAIT)
+        .await
+        .expect("join ack");
+    assert_eq!(joined.values, vec![json!(true)]);
+    // One broadcast before the drop: the client learns an offset.
+    b.emit_args("to-room", vec![json!("r1"), json!("before")])
+        .unwrap();
+    let got = room.next().await;
+    assert_eq!(got.values[0], json!("before"));
+    assert!(
+        got.values.get(1).is_some_and(Value::is_string),
+        "offset: {got:?}"
+    );
+
+    a.emit_args("drop-connection", Vec::<Value>::new()).unwrap();
+    let reason = recv(&mut down, "a's disconnect").await;
+    assert_eq!(reason, ClientDisconnectReason::TransportClose);
+    b.emit_args("to-room", vec![json!("r1"), json!("missed-1")])
+        .unwrap();
+    b.emit_args("to-room", vec![json!("r2"), json!("not-for-a")])
+        .unwrap();
+    b.emit_args("broadcast", vec![json!("missed-2")]).unwrap();
+
+    assert!(
+        eventually(WAIT, || a.connected()).await,
+        "{}: a did not reconnect",
+        server.name
+    );
+    assert!(a.recovered(), "{}: state not recovered", server.name);
+    assert_eq!(a.id().as_ref(), Some(&first_id), "same id after recovery");
+    assert_eq!(room.next().await.values[0], json!("missed-1"));
+    assert_eq!(all.next().await.values[0], json!("missed-2"));
+    let rec = a
+        .emit_with_ack("recovered", Vec::<Value>::new(), WAIT)
+        .await
+        .expect("recovered ack");
+    assert_eq!(rec.values, vec![json!(true), json!(first_id.as_str())]);
+    // The room survived: new room messages arrive, and nothing else was replayed.
+    b.emit_args("to-room", vec![json!("r1"), json!("after")])
+        .unwrap();
+    assert_eq!(room.next().await.values[0], json!("after"));
+    assert!(!room.saw(&[json!("not-for-a")]));
+    ca.close();
+    cb.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_node_websocket() {
+    recovers_state(true, Mode::Websocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_node_polling_upgrade() {
+    recovers_state(true, Mode::Upgrade).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_tether_websocket() {
+    recovers_state(false, Mode::Websocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_tether_polling() {
+    recovers_state(false, Mode::Polling).await;
+}

@@ -571,6 +571,11 @@ struct SockState {
     waiters: Vec<(u64, oneshot::Sender<Result<(), ClientError>>)>,
     /// Events that arrived before the namespace's CONNECT answer (delivered after it).
     early: VecDeque<Packet>,
+    /// Connection state recovery: the server's private session id and the last offset
+    /// seen (sent back on reconnection), and whether the last connection recovered.
+    pid: Option<String>,
+    last_offset: Option<String>,
+    recovered: bool,
     /// The retry queue (with `retries > 0`): head is in flight when `in_flight`.
     queue: VecDeque<Queued>,
     queue_seq: u64,
@@ -696,6 +701,36 @@ impl ClientSocket {
         if let Ok(mut a) = self.inner.auth.lock() {
             *a = auth;
         }
+    }
+
+    /// Whether the last (re)connection recovered the server-side state (same id, rooms,
+    /// and the broadcasts missed meanwhile were delivered) — socket.io 4.6+ servers with
+    /// connection state recovery enabled.
+    pub fn recovered(&self) -> bool {
+        self.state().recovered
+    }
+
+    /// The CONNECT payload: `auth`, plus `pid` and `offset` when the server offers
+    /// connection state recovery (auth's own keys win, as in socket.io-client).
+    fn connect_payload(&self) -> Option<Value> {
+        let auth = self.auth_value();
+        let (pid, offset) = {
+            let st = self.state();
+            (st.pid.clone(), st.last_offset.clone())
+        };
+        let Some(pid) = pid else {
+            return auth;
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("pid".into(), Value::String(pid));
+        m.insert(
+            "offset".into(),
+            offset.map(Value::String).unwrap_or(Value::Null),
+        );
+        if let Some(Value::Object(a)) = auth {
+            m.extend(a);
+        }
+        Some(Value::Object(m))
     }
 
     fn auth_value(&self) -> Option<Value> {
@@ -1057,9 +1092,16 @@ impl ClientSocket {
             .and_then(|d| d.get("sid"))
             .and_then(Value::as_str)
             .map(|s| Str::from(s.to_owned()));
+        let pid = data
+            .as_ref()
+            .and_then(|d| d.get("pid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let waiters = {
             let mut st = self.state();
             st.id = sid;
+            st.recovered = pid.is_some() && st.pid == pid;
+            st.pid = pid;
             // Flush the offline buffer before anything emitted from now on.
             while let Some((id, frames)) = st.buffer.pop_front() {
                 if engine.send(frames.clone()).is_err() {
@@ -1175,6 +1217,15 @@ impl ClientSocket {
                     st.early.push_back(packet);
                 }
                 return;
+            }
+            // Connection state recovery: the server appends the offset as the last
+            // argument of broadcasts (and, as socket.io-client, it stays visible).
+            if st.pid.is_some()
+                && let Some(Value::Array(a)) = &packet.data
+                && a.len() > 1
+                && let Some(Value::String(offset)) = a.last()
+            {
+                st.last_offset = Some(offset.clone());
             }
         }
         let Some(event) = event_from_packet(packet, || self.inner.clone() as Arc<dyn AckSink>)
@@ -1340,7 +1391,7 @@ impl Task {
 
     fn send_connect(&self, engine: &EngineClient, nsp: &Str) {
         let socket = self.m.sockets.lock().ok().and_then(|s| s.get(nsp).cloned());
-        let auth = socket.and_then(|s| s.auth_value());
+        let auth = socket.and_then(|s| s.connect_payload());
         let _ = engine.send(Packet::connect(nsp.clone(), auth).encode_frames());
     }
 

@@ -58,7 +58,7 @@ fn refuse(conn: &Arc<Conn>, nsp: Str, e: ConnectError) {
     let _ = conn.engine.send_frames(&err.encode_frames());
 }
 
-fn accept(conn: &Arc<Conn>, ns: Namespace, ctx: ConnectContext) {
+fn accept(conn: &Arc<Conn>, ns: Namespace, ctx: ConnectContext, restored: Option<Restored>) {
     if conn.engine.is_closed() {
         return;
     }
@@ -66,24 +66,78 @@ fn accept(conn: &Arc<Conn>, ns: Namespace, ctx: ConnectContext) {
     if conn.socket(nsp.as_str()).is_some() {
         return;
     }
-    let sid = crate::engine::generate_sid();
+    let recovery = ns.recovery_config().is_some();
+    let (sid, pid, recovered) = match &restored {
+        Some(r) => (r.sid.clone(), Some(r.pid.clone()), true),
+        None => (
+            crate::engine::generate_sid(),
+            recovery.then(crate::engine::generate_sid),
+            false,
+        ),
+    };
     let rate = ns.io_config().and_then(|c| c.event_rate);
-    let socket = SocketRef::new(sid.clone(), ns.clone(), conn.clone(), ctx.handshake, rate);
+    let socket = SocketRef::new(
+        sid.clone(),
+        ns.clone(),
+        conn.clone(),
+        ctx.handshake,
+        rate,
+        pid.clone(),
+        recovered,
+    );
     if let Ok(mut s) = conn.sockets.lock() {
         s.insert(nsp.clone(), socket.clone());
     }
     ns.add_socket(&socket);
-    let ok = Packet::connect(nsp, Some(serde_json::json!({ "sid": sid.as_str() })));
-    let _ = conn.engine.send_frames(&ok.encode_frames());
+    let answer = match &pid {
+        Some(pid) => serde_json::json!({ "sid": sid.as_str(), "pid": pid.as_str() }),
+        None => serde_json::json!({ "sid": sid.as_str() }),
+    };
+    let _ = conn
+        .engine
+        .send_frames(&Packet::connect(nsp.clone(), Some(answer)).encode_frames());
+    if let Some(r) = restored {
+        for room in r.rooms {
+            socket.join(room);
+        }
+        // What it missed, in order, before anything new.
+        for (data, bins) in r.missed {
+            let p = Packet::event(nsp.clone(), data, bins, None);
+            let _ = conn.engine.send_frames(&p.encode_frames());
+        }
+    }
     if let Some(h) = ns.connect_handler() {
         h(socket);
     }
+}
+
+/// A session to restore: `auth` carries `pid` and `offset` strings the namespace knows.
+fn try_restore(ns: &Namespace, auth: &Value) -> Option<Restored> {
+    ns.recovery_config()?;
+    let pid = auth.get("pid")?.as_str()?;
+    let offset = auth.get("offset")?.as_str()?;
+    let r = ns.restore_session(pid, offset)?;
+    Some(Restored {
+        sid: r.sid,
+        pid: Str::from(pid.to_owned()),
+        rooms: r.rooms,
+        missed: r.missed,
+    })
+}
+
+/// What a recovered socket gets back.
+struct Restored {
+    sid: Str,
+    pid: Str,
+    rooms: Vec<super::Room>,
+    missed: Vec<(Value, Vec<Bytes>)>,
 }
 
 struct Pending {
     conn: Arc<Conn>,
     ns: Namespace,
     ctx: ConnectContext,
+    restored: Option<Restored>,
 }
 
 /// The answer to a connection request held by a deferred middleware
@@ -107,7 +161,7 @@ impl ConnectDecision {
     /// connection handler runs.
     pub fn accept(mut self) {
         if let Some(p) = self.pending.take() {
-            accept(&p.conn, p.ns, p.ctx);
+            accept(&p.conn, p.ns, p.ctx, p.restored);
         }
     }
 
@@ -163,11 +217,16 @@ impl IoInner {
             Some(v @ Value::Object(_)) => v,
             _ => Value::Object(Default::default()),
         };
+        let restored = try_restore(&ns, &auth);
         let handshake = Handshake::new(auth, conn.engine.request());
         let ctx = ConnectContext {
             nsp: nsp.clone(),
             handshake,
         };
+        if restored.is_some() && ns.recovery_config().is_some_and(|c| c.skip_middlewares) {
+            accept(conn, ns, ctx, restored);
+            return;
+        }
         for m in ns.middlewares() {
             if let Err(e) = m(&ctx) {
                 refuse(conn, nsp, e);
@@ -181,11 +240,12 @@ impl IoInner {
                         conn: conn.clone(),
                         ns,
                         ctx: ctx.clone(),
+                        restored,
                     }),
                 };
                 hook(&ctx, decision);
             }
-            None => accept(conn, ns, ctx),
+            None => accept(conn, ns, ctx, restored),
         }
     }
     fn decode_error(&self, conn: &Arc<Conn>, e: ParseError) {

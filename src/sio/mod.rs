@@ -20,6 +20,7 @@ pub mod client;
 mod conn;
 mod namespace;
 mod payload;
+pub mod recovery;
 mod socket;
 
 use std::collections::HashMap;
@@ -361,6 +362,13 @@ impl IoBuilder {
     /// else same-origin only; requests without `Origin` pass).
     pub fn check_origin(mut self, yes: bool) -> Self {
         self.engine.check_origin = yes;
+        self
+    }
+
+    /// Connection state recovery (socket.io 4.6+): sockets that come back within
+    /// `max_disconnection_duration` get their id, rooms and missed broadcasts back.
+    pub fn connection_state_recovery(mut self, config: recovery::RecoveryConfig) -> Self {
+        self.sio.connection_state_recovery = Some(config);
         self
     }
 

@@ -48,6 +48,8 @@ pub(crate) struct NsInner {
     data: RwLock<HashMap<Str, Value>>,
     /// Handlers of events sent by other nodes ([`Namespace::on_server_side_emit`]).
     server_side: RwLock<HashMap<String, ServerSideHandler>>,
+    /// Connection state recovery: sessions and recent broadcasts, when enabled.
+    recovery: Option<Mutex<super::recovery::RecoveryStore>>,
 }
 
 /// A weak handle to a namespace, for cluster adapters (no reference cycle).
@@ -101,6 +103,10 @@ impl IoRef {
 impl Namespace {
     pub(crate) fn new(name: Str, io: Weak<IoInner>) -> Namespace {
         let adapter = io.upgrade().and_then(|io| io.adapter.clone());
+        let recovery = io
+            .upgrade()
+            .and_then(|io| io.config.connection_state_recovery)
+            .map(|c| Mutex::new(super::recovery::RecoveryStore::new(c)));
         let ns = Namespace {
             inner: Arc::new(NsInner {
                 name,
@@ -114,12 +120,40 @@ impl Namespace {
                 adapter,
                 data: RwLock::new(HashMap::new()),
                 server_side: RwLock::new(HashMap::new()),
+                recovery,
             }),
         };
         if let Some(a) = &ns.inner.adapter {
             a.init(&ns);
         }
         ns
+    }
+
+    /// Whether connection state recovery is on for this namespace.
+    pub(crate) fn recovery_config(&self) -> Option<super::recovery::RecoveryConfig> {
+        let r = self.inner.recovery.as_ref()?;
+        r.lock().ok().map(|st| *st.config())
+    }
+
+    pub(crate) fn persist_session(&self, pid: &str, sid: Str, rooms: Vec<Room>) {
+        if let Some(r) = &self.inner.recovery
+            && let Ok(mut st) = r.lock()
+        {
+            st.persist(pid, sid, rooms);
+        }
+    }
+
+    pub(crate) fn restore_session(
+        &self,
+        pid: &str,
+        offset: &str,
+    ) -> Option<super::recovery::Restored> {
+        self.inner
+            .recovery
+            .as_ref()?
+            .lock()
+            .ok()?
+            .restore(pid, offset)
     }
 
     pub(crate) fn downgrade(&self) -> WeakNamespace {
@@ -660,7 +694,32 @@ impl BroadcastOperator {
     /// also published to the other nodes. That part is fire-and-forget: while the
     /// adapter's backend is unreachable it is lost (logged, counted by the adapter).
     pub fn emit_args(&self, event: &str, args: impl Into<Args>) -> Result<(), EmitError> {
-        let packet = event_packet(self.ns.name(), event, args.into(), None);
+        let mut args = args.into();
+        if let Some(r) = &self.ns.inner.recovery
+            && !self.volatile
+        {
+            // Connection state recovery: the offset goes last (the client remembers it),
+            // and the packet is kept for sockets that come back.
+            let id = super::recovery::next_offset();
+            args.values.push(Value::String(id.clone()));
+            let mut except = self.except.clone();
+            if let Some(sid) = &self.except_sid {
+                except.push(sid.clone());
+            }
+            let mut data = Vec::with_capacity(args.values.len() + 1);
+            data.push(Value::String(event.to_owned()));
+            data.extend(args.values.iter().cloned());
+            if let Ok(mut st) = r.lock() {
+                st.store(
+                    id,
+                    &self.rooms,
+                    &except,
+                    Value::Array(data),
+                    args.bins.clone(),
+                );
+            }
+        }
+        let packet = event_packet(self.ns.name(), event, args, None);
         if let Some(a) = self.remote()
             && let Err(e) = a.broadcast(&self.ns, &packet, &self.options())
         {

@@ -140,6 +140,9 @@ pub(crate) struct SocketInner {
     connected: AtomicBool,
     rate: Option<(Mutex<crate::limits::TokenBucket>, crate::config::RateAction)>,
     dropped: std::sync::atomic::AtomicU64,
+    /// Private session id (connection state recovery), sent in the CONNECT answer.
+    pub(crate) pid: Option<Str>,
+    recovered: bool,
 }
 
 /// A handle to a connected socket (one client in one namespace). Cheap to clone; usable
@@ -171,6 +174,8 @@ impl SocketRef {
         conn: Arc<Conn>,
         handshake: Handshake,
         rate: Option<crate::config::EventRate>,
+        pid: Option<Str>,
+        recovered: bool,
     ) -> SocketRef {
         SocketRef {
             inner: Arc::new(SocketInner {
@@ -191,6 +196,8 @@ impl SocketRef {
                     )
                 }),
                 dropped: std::sync::atomic::AtomicU64::new(0),
+                pid,
+                recovered,
             }),
         }
     }
@@ -223,6 +230,12 @@ impl SocketRef {
     /// Whether the socket is still connected.
     pub fn connected(&self) -> bool {
         self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Whether this socket's state (id, rooms, missed broadcasts) was recovered after a
+    /// temporary disconnection (connection state recovery).
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered
     }
 
     /// Events dropped by the event rate limit ([`crate::config::SioConfig::event_rate`]).
@@ -421,6 +434,13 @@ impl SocketRef {
         self.broadcast().except(room)
     }
 
+    /// Close the whole underlying connection (every namespace on it), as socket.io's
+    /// `socket.conn.close()`: the client sees `transport close` and reconnects; with
+    /// connection state recovery it gets its state back.
+    pub fn close_connection(&self) {
+        self.inner.conn.engine().close();
+    }
+
     /// Disconnect this socket from the namespace (the client gets a DISCONNECT packet and
     /// reports `io server disconnect`).
     pub fn disconnect(&self) {
@@ -436,6 +456,13 @@ impl SocketRef {
     pub(crate) fn close(&self, reason: DisconnectReason) {
         if !self.inner.connected.swap(false, Ordering::AcqRel) {
             return;
+        }
+        if let Some(pid) = &self.inner.pid
+            && super::recovery::is_recoverable(reason)
+        {
+            self.inner
+                .ns
+                .persist_session(pid, self.id().clone(), self.rooms());
         }
         self.inner.ns.remove_socket(self);
         self.inner.conn.remove_socket(self.inner.ns.name());

@@ -26,6 +26,10 @@ const io = new Server(httpServer, {
   connectTimeout: 1000,
   maxHttpBufferSize: 1e6,
   cors: { origin: "*" },
+  // --recovery: connection state recovery (socket.io 4.6+).
+  ...(process.argv.includes("--recovery")
+    ? { connectionStateRecovery: { maxDisconnectionDuration: 30_000 } }
+    : {}),
 });
 
 /** Splits a trailing ack callback off the event arguments. */
@@ -89,6 +93,14 @@ function attachHandlers(nsp) {
 
     socket.on("disconnect-me", () => {
       socket.disconnect();
+    });
+
+    socket.on("drop-connection", () => {
+      socket.conn.close();
+    });
+
+    socket.on("recovered", (ack) => {
+      if (typeof ack === "function") ack(socket.recovered, socket.id);
     });
 
     socket.on("rooms", (ack) => {
