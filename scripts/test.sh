@@ -119,6 +119,9 @@ for bin in "$TETHER_TEST_SERVER" "$TETHER_CHAT_BIN" "$TETHER_CLIENT_BIN" "$TETHE
   fi
 done
 
+step "benchmark harness smoke run (bench/run.sh --smoke: correctness only)"
+bash bench/run.sh --smoke
+
 step "C ABI: build, header, sanitizers, valgrind, dlopen cycles, examples (tests/c/run.sh)"
 bash tests/c/run.sh
 

@@ -23,6 +23,30 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// A copy that owns its bytes. hyper's parsed URI and header values point into the
+    /// connection's 8 KiB read buffer: keeping clones of them for a connection's lifetime
+    /// would keep that whole buffer alive per connection.
+    pub fn owned(uri: &http::Uri, headers: &http::HeaderMap, peer: SocketAddr) -> Self {
+        let uri = uri
+            .path_and_query()
+            .and_then(|pq| http::Uri::try_from(pq.as_str().to_owned()).ok())
+            .unwrap_or_else(|| http::Uri::from_static("/"));
+        let mut owned = http::HeaderMap::with_capacity(headers.len());
+        for (k, v) in headers {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(v.as_bytes()),
+            ) {
+                owned.append(k, v);
+            }
+        }
+        RequestInfo {
+            uri,
+            headers: owned,
+            peer,
+        }
+    }
+
     /// The first value of query parameter `key`, percent-decoded.
     pub fn query(&self, key: &str) -> Option<String> {
         let q = self.uri.query()?;

@@ -21,6 +21,9 @@ use crate::config::{EngineConfig, RequestInfo};
 use crate::proto::Str;
 use crate::proto::engineio::{Frame, Handshake, Packet};
 
+/// Queue slots kept beyond `send_queue_capacity` for control frames.
+const CONTROL_RESERVE: usize = 16;
+
 /// How long a session closed by the client over polling stays findable.
 const CLOSED_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -137,6 +140,8 @@ pub struct EngineSocket {
     /// The address counted by the engine's per-IP limiter (released on close).
     admitted: Option<std::net::IpAddr>,
     high_water: usize,
+    /// `send_queue_capacity`: data beyond it is refused; control frames use the reserve.
+    limit: usize,
     above_high_water: AtomicBool,
     high_water_hooks: Mutex<Vec<HighWaterHook>>,
 }
@@ -193,6 +198,9 @@ impl EngineSocket {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
+        if self.queued() >= self.limit {
+            return Err(SendError::QueueFull);
+        }
         self.tx.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => SendError::Closed,
@@ -242,6 +250,9 @@ impl EngineSocket {
             [] => Ok(()),
             [one] => self.send_frame(one.clone()),
             many => {
+                if self.queued() + many.len() > self.limit {
+                    return Err(SendError::QueueFull);
+                }
                 let permits = self.tx.try_reserve_many(many.len()).map_err(|e| match e {
                     mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
                     mpsc::error::TrySendError::Closed(_) => SendError::Closed,
@@ -253,6 +264,26 @@ impl EngineSocket {
                 Ok(())
             }
         }
+    }
+
+    /// Queue control frames (a DISCONNECT, a close, a ping) past a full data queue: they
+    /// use a small reserve beyond `send_queue_capacity`, so a slow peer still gets them,
+    /// after the data queued before.
+    pub fn send_control(&self, frames: &[Frame]) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let permits = self
+            .tx
+            .try_reserve_many(frames.len())
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+            })?;
+        for (permit, frame) in permits.zip(frames.iter()) {
+            permit.send(frame.clone());
+        }
+        Ok(())
     }
 
     /// Attach the handler's per-connection state (replacing any earlier one).
@@ -301,7 +332,7 @@ impl EngineSocket {
     /// Close the connection from the server side. The peer gets a close packet when the
     /// transport can still carry one; the handler's `on_disconnect` runs once.
     pub fn close(self: &Arc<Self>) {
-        let _ = self.tx.try_send(Packet::Close.encode());
+        let _ = self.send_control(&[Packet::Close.encode()]);
         self.close_with(DisconnectReason::ServerClose);
     }
 
@@ -362,7 +393,7 @@ impl EngineSocket {
             }
             Packet::Ping(payload) => {
                 // v4 clients do not ping; answer anyway (v3 habit) rather than fail.
-                let _ = self.send_frame(Packet::Pong(payload).encode());
+                let _ = self.send_control(&[Packet::Pong(payload).encode()]);
             }
             Packet::Close => self.close_with(DisconnectReason::TransportClose),
             Packet::Noop | Packet::Upgrade | Packet::Open(_) => {}
@@ -434,7 +465,7 @@ impl Engine {
     /// Close every session (reason [`DisconnectReason::ServerShutdown`]).
     pub fn close_all(&self) {
         for s in self.sockets() {
-            let _ = s.tx.try_send(Packet::Close.encode());
+            let _ = s.send_control(&[Packet::Close.encode()]);
             s.close_with(DisconnectReason::ServerShutdown);
         }
     }
@@ -465,7 +496,7 @@ impl Engine {
     ) -> Arc<EngineSocket> {
         let id = generate_sid();
         let capacity = self.config.send_queue_capacity.max(4);
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = mpsc::channel(capacity + CONTROL_RESERVE);
         let admitted = admitted.then_some(req.peer.ip());
         let (closed, _) = watch::channel(None);
         let socket = Arc::new(EngineSocket {
@@ -492,6 +523,7 @@ impl Engine {
                 .send_queue_high_water
                 .unwrap_or(capacity * 3 / 4)
                 .clamp(1, capacity),
+            limit: capacity,
             above_high_water: AtomicBool::new(false),
             high_water_hooks: Mutex::new(Vec::new()),
         });
@@ -545,7 +577,10 @@ async fn heartbeat(
         if let Ok(mut p) = s.ping_deadline.lock() {
             *p = Some(deadline.into_std());
         }
-        if s.send_frame(Packet::Ping(Str::default()).encode()).is_err() && s.is_closed() {
+        if s.send_control(&[Packet::Ping(Str::default()).encode()])
+            .is_err()
+            && s.is_closed()
+        {
             return;
         }
         tokio::select! {

@@ -265,8 +265,13 @@ impl EngineHandler for Arc<IoInner> {
         socket.set_ext(conn.clone());
         let weak = Arc::downgrade(&conn);
         let timeout = self.config.connect_timeout;
+        let mut closed = socket.closed_rx();
         let spawn = async move {
-            tokio::time::sleep(timeout).await;
+            // Ends with the connection, not only after the full timeout.
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {}
+                _ = closed.changed() => return,
+            }
             if let Some(conn) = weak.upgrade()
                 && !conn.has_sockets()
                 && !conn.engine.is_closed()

@@ -250,8 +250,9 @@ impl SocketRef {
 
     /// Run `handler` with the queue length whenever this connection's outgoing queue
     /// grows past its high-water mark (`EngineConfig::send_queue_high_water`), once per
-    /// crossing: the peer reads too slowly; slow down, or disconnect it. Sends beyond the
-    /// queue's capacity fail with [`crate::engine::SendError::QueueFull`].
+    /// crossing: the peer reads too slowly; slow down, or drop it with
+    /// [`SocketRef::close_connection`] (which frees its queue). Sends beyond the queue's
+    /// capacity fail with [`crate::engine::SendError::QueueFull`].
     pub fn on_high_water<F>(&self, handler: F)
     where
         F: Fn(&SocketRef, usize) + Send + Sync + 'static,
@@ -447,7 +448,12 @@ impl SocketRef {
         if !self.connected() {
             return;
         }
-        let _ = self.send_packet(&Packet::disconnect(self.inner.ns.name().clone()));
+        let bye = Packet::disconnect(self.inner.ns.name().clone()).encode_frames();
+        if self.inner.conn.engine().send_control(&bye).is_err() {
+            // The peer cannot be told (its queue is full): end the whole connection, or
+            // it would believe it is still connected.
+            self.inner.conn.engine().close();
+        }
         self.close(DisconnectReason::ServerNamespaceDisconnect);
     }
 

