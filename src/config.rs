@@ -154,6 +154,9 @@ pub struct EngineConfig {
     /// Largest message, polling body or WebSocket frame accepted, in bytes
     /// (`maxHttpBufferSize`). Default 1 000 000.
     pub max_payload: usize,
+    /// Most WebSocket frames in one message (empty continuation frames count). Default
+    /// 1 000 (tether's; Node has no limit). Beyond, the connection closes with 1009.
+    pub max_fragments_per_message: usize,
     /// Largest number of packets in one polling body. Default 1 000.
     pub max_packets_per_payload: usize,
     /// Capacity of each connection's outgoing queue, in frames. When it is full an emit
@@ -196,6 +199,7 @@ impl Default for EngineConfig {
             upgrade_timeout: Duration::from_millis(10_000),
             max_payload: 1_000_000,
             max_packets_per_payload: 1_000,
+            max_fragments_per_message: 1_000,
             send_queue_capacity: 4096,
             ws_read_buffer_size: 4096,
             max_header_bytes: 16 * 1024,
@@ -221,6 +225,7 @@ impl fmt::Debug for EngineConfig {
             .field("upgrade_timeout", &self.upgrade_timeout)
             .field("max_payload", &self.max_payload)
             .field("max_packets_per_payload", &self.max_packets_per_payload)
+            .field("max_fragments_per_message", &self.max_fragments_per_message)
             .field("send_queue_capacity", &self.send_queue_capacity)
             .field("ws_read_buffer_size", &self.ws_read_buffer_size)
             .field("max_header_bytes", &self.max_header_bytes)

@@ -1903,3 +1903,29 @@ async fn high_water_fires_for_a_slow_reader() {
     assert!(seen[0] >= 32);
     handle.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_empty_fragments_are_cut_off() {
+    let srv = start(slow_heartbeat()).await;
+    let (mut good, _) = WsClient::sio(srv.addr).await;
+    let mut raw = RawWs::connect(srv.addr).await;
+    let mut first = masked_frame(0x1, b"4");
+    first[0] &= 0x7f; // not FIN: a message in fragments
+    raw.write(&first).await;
+    let mut empty = masked_frame(0x0, b"");
+    empty[0] &= 0x7f;
+    // 1 000 frames per message are allowed (EngineConfig::max_fragments_per_message).
+    let batch: Vec<u8> = empty
+        .iter()
+        .copied()
+        .cycle()
+        .take(empty.len() * 1_500)
+        .collect();
+    let _ = raw.tcp.write_all(&batch).await;
+    let (_, code) = raw.until_close().await;
+    assert_eq!(code, Some(1009), "too many fragments");
+    good.send(r#"421["echo","fine"]"#);
+    assert_eq!(good.text().await, r#"431["fine"]"#);
+    good.close().await;
+    srv.assert_healthy().await;
+}

@@ -14,11 +14,12 @@ use tokio_tungstenite::tungstenite::protocol::{
 };
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::frame_guard::FrameGuard;
 use crate::engine::{DisconnectReason, Engine, EngineSocket, TransportType};
 use crate::proto::Str;
 use crate::proto::engineio::{Frame, Packet};
 
-pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Ws = WebSocketStream<FrameGuard<TokioIo<Upgraded>>>;
 
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
@@ -36,12 +37,11 @@ pub(crate) fn ws_config(engine: &Engine) -> WebSocketConfig {
 
 /// Wrap an upgraded connection.
 pub(crate) async fn wrap(upgraded: Upgraded, engine: &Engine) -> Ws {
-    WebSocketStream::from_raw_socket(
+    let io = FrameGuard::new(
         TokioIo::new(upgraded),
-        Role::Server,
-        Some(ws_config(engine)),
-    )
-    .await
+        engine.config.max_fragments_per_message,
+    );
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(engine))).await
 }
 
 pub(crate) fn text_message(s: &Str) -> Message {

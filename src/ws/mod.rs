@@ -50,6 +50,9 @@ pub struct WsConfig {
     pub max_message_size: usize,
     /// Largest single frame, in bytes. Default 16 MiB.
     pub max_frame_size: usize,
+    /// Server: most frames in one message (empty continuation frames count). Default
+    /// 1 000. Beyond, the connection closes with 1009.
+    pub max_fragments: usize,
     /// Capacity of the send queue, in messages. Default 1024.
     pub send_queue: usize,
     /// Queue length at which the high-water callback fires (once per crossing). Default 768.
@@ -78,6 +81,7 @@ impl Default for WsConfig {
         WsConfig {
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
+            max_fragments: 1_000,
             send_queue: 1024,
             high_water: 768,
             keepalive: None,
@@ -508,6 +512,9 @@ pub(crate) fn close_for_error(e: &tokio_tungstenite::tungstenite::Error) -> (u16
         E::Capacity(_) => (1009, "frame too big".into()),
         E::Utf8(_) => (1007, "invalid utf-8".into()),
         E::Protocol(p) => (1002, p.to_string()),
+        E::Io(io) if io.to_string() == crate::transport::frame_guard::TOO_MANY_FRAGMENTS => {
+            (1009, "too many fragments".into())
+        }
         _ => (1006, e.to_string()),
     }
 }
@@ -611,6 +618,8 @@ impl WsServer {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let stream =
+            crate::transport::frame_guard::FrameGuard::new(stream, self.config.max_fragments);
         let ws = WebSocketStream::from_raw_socket(
             stream,
             tokio_tungstenite::tungstenite::protocol::Role::Server,
