@@ -1863,7 +1863,7 @@ async fn declared_length_reserves_no_memory() {
 #[tokio::test]
 async fn hostile_100k_empty_continuation_frames() {
     let _heavy = HEAVY.lock().await;
-    let mut server = TestServer::plain(small_limits(), None).await;
+    let server = TestServer::plain(small_limits(), None).await;
     let rss_before = rss_kib();
     let mut raw = Raw::open(server.addr()).await;
     let start = Instant::now();
