@@ -122,6 +122,9 @@ done
 step "benchmark harness smoke run (bench/run.sh --smoke: correctness only)"
 bash bench/run.sh --smoke
 
+step "Python package: build into .venv, mypy.stubtest, pytest (bindings/python/run_tests.sh)"
+TETHER_PY_PROFILE=dev bash bindings/python/run_tests.sh -q
+
 step "C ABI: build, header, sanitizers, valgrind, dlopen cycles, examples (tests/c/run.sh)"
 bash tests/c/run.sh
 

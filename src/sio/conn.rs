@@ -14,6 +14,12 @@ use crate::proto::Str;
 use crate::proto::socketio::{Decoder, Packet, PacketType, ParseError};
 
 pub(crate) struct Conn {
+    /// Held while this connection's incoming packets are dispatched, and while a
+    /// deferred connect decision is applied from another thread: a client's first events
+    /// then wait until its socket's handlers are registered.
+    dispatch: Mutex<()>,
+    /// The thread holding `dispatch` (0: none), so the holder can re-enter.
+    holder: std::sync::atomic::AtomicU64,
     engine: Arc<EngineSocket>,
     decoder: Mutex<Decoder>,
     sockets: Mutex<HashMap<Str, SocketRef>>,
@@ -35,6 +41,20 @@ impl Conn {
         self.sockets.lock().ok()?.get(nsp).cloned()
     }
 
+    /// Run `f` with the dispatch lock (re-entrant for the thread that holds it).
+    fn with_dispatch<R>(&self, f: impl FnOnce() -> R) -> R {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        let me = thread_tag();
+        if self.holder.load(Acquire) == me {
+            return f();
+        }
+        let _guard = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+        self.holder.store(me, Release);
+        let r = f();
+        self.holder.store(0, Release);
+        r
+    }
+
     fn dynamic_created(&self) -> usize {
         self.dynamic.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -47,6 +67,15 @@ impl Conn {
     fn has_sockets(&self) -> bool {
         self.sockets.lock().map(|s| !s.is_empty()).unwrap_or(false)
     }
+}
+
+/// A small per-thread tag (never 0).
+fn thread_tag() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    thread_local! {
+        static TAG: u64 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    TAG.with(|t| *t)
 }
 
 fn conn_of(socket: &EngineSocket) -> Option<Arc<Conn>> {
@@ -67,13 +96,10 @@ fn accept(conn: &Arc<Conn>, ns: Namespace, ctx: ConnectContext, restored: Option
         return;
     }
     let recovery = ns.recovery_config().is_some();
-    let (sid, pid, recovered) = match &restored {
-        Some(r) => (r.sid.clone(), Some(r.pid.clone()), true),
-        None => (
-            crate::engine::generate_sid(),
-            recovery.then(crate::engine::generate_sid),
-            false,
-        ),
+    let sid = ctx.sid.clone();
+    let (pid, recovered) = match &restored {
+        Some(r) => (Some(r.pid.clone()), true),
+        None => (recovery.then(crate::engine::generate_sid), false),
     };
     let rate = ns.io_config().and_then(|c| c.event_rate);
     let socket = SocketRef::new(
@@ -161,8 +187,14 @@ impl ConnectDecision {
     /// connection handler runs.
     pub fn accept(mut self) {
         if let Some(p) = self.pending.take() {
-            accept(&p.conn, p.ns, p.ctx, p.restored);
+            let conn = p.conn.clone();
+            conn.with_dispatch(|| accept(&p.conn, p.ns, p.ctx, p.restored));
         }
+    }
+
+    /// The id the socket will have once accepted.
+    pub fn sid(&self) -> Option<&Str> {
+        self.pending.as_ref().map(|p| &p.ctx.sid)
     }
 
     /// Refuse: the client gets a `connect_error` with the error's message and data.
@@ -219,8 +251,13 @@ impl IoInner {
         };
         let restored = try_restore(&ns, &auth);
         let handshake = Handshake::new(auth, conn.engine.request());
+        let sid = match &restored {
+            Some(r) => r.sid.clone(),
+            None => crate::engine::generate_sid(),
+        };
         let ctx = ConnectContext {
             nsp: nsp.clone(),
+            sid,
             handshake,
         };
         if restored.is_some() && ns.recovery_config().is_some_and(|c| c.skip_middlewares) {
@@ -261,6 +298,8 @@ impl EngineHandler for Arc<IoInner> {
             decoder: Mutex::new(Decoder::new(self.config.decoder)),
             sockets: Mutex::new(HashMap::new()),
             dynamic: std::sync::atomic::AtomicUsize::new(0),
+            dispatch: Mutex::new(()),
+            holder: std::sync::atomic::AtomicU64::new(0),
         });
         socket.set_ext(conn.clone());
         let weak = Arc::downgrade(&conn);
@@ -292,28 +331,32 @@ impl EngineHandler for Arc<IoInner> {
 
     fn on_message(&self, socket: &Arc<EngineSocket>, msg: Str) {
         let Some(conn) = conn_of(socket) else { return };
-        let decoded = match conn.decoder.lock() {
-            Ok(mut d) => d.decode_text(msg.as_str()),
-            Err(_) => return,
-        };
-        match decoded {
-            Ok(Some(p)) => self.on_decoded(&conn, p),
-            Ok(None) => {}
-            Err(e) => self.decode_error(&conn, e),
-        }
+        conn.with_dispatch(|| {
+            let decoded = match conn.decoder.lock() {
+                Ok(mut d) => d.decode_text(msg.as_str()),
+                Err(_) => return,
+            };
+            match decoded {
+                Ok(Some(p)) => self.on_decoded(&conn, p),
+                Ok(None) => {}
+                Err(e) => self.decode_error(&conn, e),
+            }
+        });
     }
 
     fn on_binary(&self, socket: &Arc<EngineSocket>, data: Bytes) {
         let Some(conn) = conn_of(socket) else { return };
-        let decoded = match conn.decoder.lock() {
-            Ok(mut d) => d.decode_binary(data),
-            Err(_) => return,
-        };
-        match decoded {
-            Ok(Some(p)) => self.on_decoded(&conn, p),
-            Ok(None) => {}
-            Err(e) => self.decode_error(&conn, e),
-        }
+        conn.with_dispatch(|| {
+            let decoded = match conn.decoder.lock() {
+                Ok(mut d) => d.decode_binary(data),
+                Err(_) => return,
+            };
+            match decoded {
+                Ok(Some(p)) => self.on_decoded(&conn, p),
+                Ok(None) => {}
+                Err(e) => self.decode_error(&conn, e),
+            }
+        });
     }
 
     fn on_disconnect(&self, socket: &Arc<EngineSocket>, reason: EngineReason) {

@@ -183,6 +183,9 @@ impl Handshake {
 pub struct ConnectContext {
     /// The namespace asked for.
     pub nsp: Str,
+    /// The id the socket will have if it is accepted (its old id when its state is
+    /// recovered).
+    pub sid: Str,
     /// The handshake (auth, headers, query, address).
     pub handshake: Handshake,
 }
