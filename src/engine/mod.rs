@@ -338,12 +338,17 @@ impl EngineSocket {
 
     /// End the session with `reason` (idempotent).
     pub(crate) fn close_with(self: &Arc<Self>, reason: DisconnectReason) {
-        if reason == DisconnectReason::TransportClose
-            && self.transport() == TransportType::Polling
-            && !self.is_closed()
-            && self.rx.try_lock().is_ok()
-        {
-            // Decided before the session reads as closed, so a racing poll sees it.
+        let lingers = matches!(
+            reason,
+            DisconnectReason::TransportClose
+                | DisconnectReason::ServerClose
+                | DisconnectReason::ServerShutdown
+        ) && self.transport() == TransportType::Polling;
+        if lingers && !self.is_closed() && self.rx.try_lock().is_ok() {
+            // No poll pending: the next one may still come for this session — to get its
+            // noop (the client closed) or the queued close packet (the server closed,
+            // as Node's polling transport waits to deliver it). Decided before the
+            // session reads as closed, so a racing poll sees it.
             self.late_poll.store(true, Ordering::Release);
         }
         if self.close_once.swap(true, Ordering::AcqRel) {
@@ -359,12 +364,8 @@ impl EngineSocket {
                 engine.ip_limiter.release(ip);
             }
             let rt = tokio::runtime::Handle::try_current().ok();
-            if let Some(rt) = rt.filter(|_| {
-                reason == DisconnectReason::TransportClose
-                    && self.transport() == TransportType::Polling
-            }) {
-                // A poll racing the client's own close packet still gets its noop: keep
-                // the session findable for a moment (see `late_poll`).
+            if let Some(rt) = rt.filter(|_| lingers) {
+                // Keep the session findable for a moment (see `late_poll`).
                 let weak = Arc::downgrade(&engine);
                 let id = self.id.clone();
                 rt.spawn(async move {
