@@ -46,7 +46,7 @@ function connect(transports) {
   });
 }
 
-function next(socket, event, ms = 3000) {
+function next(socket, event, ms = 5000) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
     socket.once(event, (...args) => {
@@ -102,7 +102,24 @@ describe("socket.io-client against the C chat server", { skip }, () => {
       try {
         a.emit("joinRoom", "lobby");
         b.emit("joinRoom", "lobby");
-        await new Promise((r) => setTimeout(r, 100));
+        // joinRoom has no ack: a chat message sent after it and seen coming back proves
+        // the join was handled (one socket's events are handled in order).
+        const settled = (s, tag) => {
+          const seen = new Promise((resolve, reject) => {
+            const t = setTimeout(() => reject(new Error(`no echo of ${tag}`)), 5000);
+            const h = (m) => {
+              if (m === tag) {
+                clearTimeout(t);
+                s.off("chat message", h);
+                resolve();
+              }
+            };
+            s.on("chat message", h);
+          });
+          s.emit("chat message", tag);
+          return seen;
+        };
+        await Promise.all([settled(a, `joined-a-${name}`), settled(b, `joined-b-${name}`)]);
         const inRoom = Promise.all([next(a, "roomMessage"), next(b, "roomMessage"), none(c, "roomMessage")]);
         c.emit("roomMessage", { room: "lobby", message: "hi lobby" });
         const [[ra], [rb]] = await inRoom;
