@@ -18,9 +18,9 @@ use tether_core::sio::client::{
 use crate::ack::{Outcome, ack_oneshot, send_error, tether_sio_ack_cb};
 use crate::error::{Fail, guard, result, tether_result};
 use crate::runtime::tether_runtime;
-use crate::server::{call_event, check_event_name, tether_sio_event};
+use crate::server::{call_event, tether_sio_event};
 use crate::util::{
-    ArcHandle, BoxHandle, Userdata, cstr, json_value, ms, nul_terminated, opt_cstr, parse_args,
+    ArcHandle, BoxHandle, Userdata, cstr, event_args, json_value, ms, nul_terminated, opt_cstr,
     tether_bytes, tether_free_cb, tether_str,
 };
 
@@ -1028,13 +1028,7 @@ pub unsafe extern "C" fn tether_sio_client_socket_emit(
 ) -> tether_result {
     with_csocket(socket, |s| {
         // SAFETY: as documented for each argument.
-        let (e, args) = unsafe {
-            (
-                cstr(event, "event")?,
-                parse_args(args_json, args_len, bins, bins_len)?,
-            )
-        };
-        check_event_name(e)?;
+        let (e, args) = unsafe { event_args(event, args_json, args_len, bins, bins_len) }?;
         s.socket.emit_args(e, args).map_err(client_emit_error)
     })
 }
@@ -1051,13 +1045,7 @@ pub unsafe extern "C" fn tether_sio_client_socket_emit_volatile(
 ) -> tether_result {
     with_csocket(socket, |s| {
         // SAFETY: as documented for each argument.
-        let (e, args) = unsafe {
-            (
-                cstr(event, "event")?,
-                parse_args(args_json, args_len, bins, bins_len)?,
-            )
-        };
-        check_event_name(e)?;
+        let (e, args) = unsafe { event_args(event, args_json, args_len, bins, bins_len) }?;
         s.socket.emit_volatile(e, args).map_err(client_emit_error)
     })
 }
@@ -1082,13 +1070,7 @@ pub unsafe extern "C" fn tether_sio_client_socket_emit_with_ack(
             return Err(Fail::null("callback"));
         };
         // SAFETY: as documented for each argument.
-        let (e, args) = unsafe {
-            (
-                cstr(event, "event")?,
-                parse_args(args_json, args_len, bins, bins_len)?,
-            )
-        };
-        check_event_name(e)?;
+        let (e, args) = unsafe { event_args(event, args_json, args_len, bins, bins_len) }?;
         let once = ack_oneshot(&s.rt, f, userdata)?;
         let _g = s.rt.handle()?.enter();
         s.socket

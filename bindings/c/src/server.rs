@@ -24,8 +24,8 @@ use crate::ack::{tether_sio_ack_cb, tether_sio_broadcast_ack_cb};
 use crate::error::{Fail, guard, result, tether_result};
 use crate::runtime::tether_runtime;
 use crate::util::{
-    ArcHandle, BoxHandle, CArgs, Userdata, bytes, cstr, json_value, ms, nul_terminated, opt_cstr,
-    parse_args, tether_bytes, tether_free_cb, tether_sio_args, tether_str,
+    ArcHandle, BoxHandle, CArgs, Userdata, bytes, cstr, event_args, json_value, ms, nul_terminated,
+    opt_cstr, tether_bytes, tether_free_cb, tether_sio_args, tether_str,
 };
 
 // ---------------------------------------------------------------------------
@@ -979,14 +979,12 @@ pub unsafe extern "C" fn tether_sio_server_emit(
 ) -> tether_result {
     with_server(server, |s| {
         // SAFETY: as documented for each argument.
-        let (n, e, args) = unsafe {
+        let (n, (e, args)) = unsafe {
             (
                 norm_nsp(opt_cstr(nsp, "nsp")?),
-                cstr(event, "event")?,
-                parse_args(args_json, args_len, bins, bins_len)?,
+                event_args(event, args_json, args_len, bins, bins_len)?,
             )
         };
-        check_event_name(e)?;
         let ns = s.io.of(&n);
         // SAFETY: NULL or a valid target.
         let op = unsafe { operator(&ns, target) }?;
@@ -1015,14 +1013,12 @@ pub unsafe extern "C" fn tether_sio_server_emit_with_ack(
     with_server(server, |s| {
         let f = require_cb!(callback);
         // SAFETY: as documented for each argument.
-        let (n, e, args) = unsafe {
+        let (n, (e, args)) = unsafe {
             (
                 norm_nsp(opt_cstr(nsp, "nsp")?),
-                cstr(event, "event")?,
-                parse_args(args_json, args_len, bins, bins_len)?,
+                event_args(event, args_json, args_len, bins, bins_len)?,
             )
         };
-        check_event_name(e)?;
         let ns = s.io.of(&n);
         // SAFETY: NULL or a valid target.
         let op = unsafe { operator(&ns, target) }?.timeout(ms(timeout_ms));
@@ -1223,13 +1219,7 @@ pub unsafe extern "C" fn tether_sio_socket_emit(
 ) -> tether_result {
     with_socket(socket, |s| {
         // SAFETY: as documented for each argument.
-        let (e, args) = unsafe {
-            (
-                cstr(event, "event")?,
-                parse_args(args_json, args_len, bins, bins_len)?,
-            )
-        };
-        check_event_name(e)?;
+        let (e, args) = unsafe { event_args(event, args_json, args_len, bins, bins_len) }?;
         s.socket.emit_args(e, args).map_err(emit_error)
     })
 }
@@ -1253,13 +1243,7 @@ pub unsafe extern "C" fn tether_sio_socket_emit_with_ack(
     with_socket(socket, |s| {
         let f = require_cb!(callback);
         // SAFETY: as documented for each argument.
-        let (e, args) = unsafe {
-            (
-                cstr(event, "event")?,
-                parse_args(args_json, args_len, bins, bins_len)?,
-            )
-        };
-        check_event_name(e)?;
+        let (e, args) = unsafe { event_args(event, args_json, args_len, bins, bins_len) }?;
         if !s.socket.connected() {
             return Err(Fail::new(
                 tether_result::NotConnected,

@@ -149,6 +149,22 @@ pub(crate) unsafe fn json_value(p: *const c_char, len: usize, what: &str) -> Res
     })
 }
 
+/// What every emit takes from C: the event name (UTF-8, not a reserved name) and its
+/// arguments (see [`parse_args`]).
+pub(crate) unsafe fn event_args<'a>(
+    event: *const c_char,
+    json: *const c_char,
+    json_len: usize,
+    bins: *const tether_bytes,
+    bins_len: usize,
+) -> Result<(&'a str, Args), Fail> {
+    // SAFETY: forwarded; the caller's contract covers each pointer.
+    let e = unsafe { cstr(event, "event") }?;
+    let args = unsafe { parse_args(json, json_len, bins, bins_len) }?;
+    crate::server::check_event_name(e)?;
+    Ok((e, args))
+}
+
 /// Event arguments from C: the JSON text of an array (NULL/0 means `[]`) and the
 /// binary attachments its placeholders reference.
 pub(crate) unsafe fn parse_args(
