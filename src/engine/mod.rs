@@ -7,6 +7,9 @@
 //! application that wants raw Engine.IO messages like the `engine.io` package offers.
 
 pub mod client;
+mod queue;
+
+pub(crate) use queue::FrameRx;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::config::{EngineConfig, RequestInfo};
 use crate::proto::Str;
@@ -107,6 +110,15 @@ pub trait EngineHandler: Send + Sync + 'static {
     fn on_binary(&self, socket: &Arc<EngineSocket>, data: Bytes);
     /// The connection ended; called exactly once per connection.
     fn on_disconnect(&self, socket: &Arc<EngineSocket>, reason: DisconnectReason);
+    /// How long after the handshake [`EngineHandler::on_deadline`] should run, if at all
+    /// (Socket.IO's connect timeout). The session's heartbeat timer keeps this deadline,
+    /// so it costs no task of its own.
+    fn connect_deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The deadline of [`EngineHandler::connect_deadline`] passed while the connection was
+    /// open; runs once, on a runtime thread.
+    fn on_deadline(&self, _socket: &Arc<EngineSocket>) {}
 }
 
 /// One Engine.IO session.
@@ -114,9 +126,9 @@ pub struct EngineSocket {
     id: Str,
     engine: Weak<Engine>,
     req: RequestInfo,
-    tx: mpsc::Sender<Frame>,
+    tx: queue::FrameTx,
     /// The outgoing queue's consumer, held by the active transport.
-    pub(crate) rx: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
+    pub(crate) rx: tokio::sync::Mutex<FrameRx>,
     transport: AtomicU8,
     pub(crate) upgrading: AtomicBool,
     /// The upgrade's probe was answered: polls get a noop until the upgrade completes.
@@ -198,20 +210,14 @@ impl EngineSocket {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        if self.queued() >= self.limit {
-            return Err(SendError::QueueFull);
-        }
-        self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        })?;
-        self.check_high_water();
+        let n = self.tx.push(frame, self.limit)?;
+        self.check_high_water(n);
         Ok(())
     }
 
     /// Frames waiting in the outgoing queue.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.tx.len()
     }
 
     /// Run `hook` whenever the outgoing queue grows past the high-water mark
@@ -222,8 +228,7 @@ impl EngineSocket {
         }
     }
 
-    fn check_high_water(&self) {
-        let n = self.queued();
+    fn check_high_water(&self, n: usize) {
         if n >= self.high_water {
             if !self.above_high_water.swap(true, Ordering::AcqRel) {
                 let hooks: Vec<HighWaterHook> = self
@@ -250,17 +255,8 @@ impl EngineSocket {
             [] => Ok(()),
             [one] => self.send_frame(one.clone()),
             many => {
-                if self.queued() + many.len() > self.limit {
-                    return Err(SendError::QueueFull);
-                }
-                let permits = self.tx.try_reserve_many(many.len()).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
-                    mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-                })?;
-                for (permit, frame) in permits.zip(many.iter()) {
-                    permit.send(frame.clone());
-                }
-                self.check_high_water();
+                let n = self.tx.push_all(many.iter(), self.limit)?;
+                self.check_high_water(n);
                 Ok(())
             }
         }
@@ -273,17 +269,7 @@ impl EngineSocket {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        let permits = self
-            .tx
-            .try_reserve_many(frames.len())
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-            })?;
-        for (permit, frame) in permits.zip(frames.iter()) {
-            permit.send(frame.clone());
-        }
-        Ok(())
+        self.tx.push_all(frames.iter(), self.tx.max()).map(|_| ())
     }
 
     /// Attach the handler's per-connection state (replacing any earlier one).
@@ -497,7 +483,7 @@ impl Engine {
     ) -> Arc<EngineSocket> {
         let id = generate_sid();
         let capacity = self.config.send_queue_capacity.max(4);
-        let (tx, rx) = mpsc::channel(capacity + CONTROL_RESERVE);
+        let (tx, rx) = queue::frame_queue(capacity + CONTROL_RESERVE);
         let admitted = admitted.then_some(req.peer.ip());
         let (closed, _) = watch::channel(None);
         let socket = Arc::new(EngineSocket {
@@ -534,26 +520,30 @@ impl Engine {
         ))
         .encode();
         // The queue is empty and its capacity is at least 4: this cannot fail.
-        let _ = socket.tx.try_send(open);
+        let _ = socket.tx.push(open, capacity);
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(id, socket.clone());
         }
+        let now = tokio::time::Instant::now();
         tokio::spawn(heartbeat(
             Arc::downgrade(&socket),
-            tokio::time::Instant::now(),
+            now,
             self.config.ping_interval,
             self.config.ping_timeout,
+            self.handler.connect_deadline().map(|d| now + d),
         ));
         socket
     }
 }
 
 /// Ping every `interval`; close the session when no pong follows within `timeout`.
+/// Also keeps the handler's one-shot `deadline` ([`EngineHandler::connect_deadline`]).
 async fn heartbeat(
     socket: Weak<EngineSocket>,
     start: tokio::time::Instant,
     interval: std::time::Duration,
     timeout: std::time::Duration,
+    mut hook_at: Option<tokio::time::Instant>,
 ) {
     let Some(mut closed) = socket.upgrade().map(|s| s.closed_rx()) else {
         return;
@@ -562,13 +552,26 @@ async fn heartbeat(
     // late timer never grants a peer extra time.
     let mut next_ping = start + interval;
     loop {
+        let wake = match hook_at {
+            Some(d) if d < next_ping => d,
+            _ => next_ping,
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until(next_ping) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             _ = closed.changed() => return,
         }
         let Some(s) = socket.upgrade() else { return };
         if s.is_closed() {
             return;
+        }
+        if hook_at.is_some_and(|d| d <= tokio::time::Instant::now()) {
+            hook_at = None;
+            if run_deadline_hook(&s) {
+                return;
+            }
+            if tokio::time::Instant::now() < next_ping {
+                continue;
+            }
         }
         let deadline = next_ping + timeout;
         // Only a pong that follows this ping counts: register before sending.
@@ -584,15 +587,34 @@ async fn heartbeat(
         {
             return;
         }
-        tokio::select! {
-            _ = &mut pong => next_ping = tokio::time::Instant::now() + interval,
-            _ = tokio::time::sleep_until(deadline) => {
-                s.close_with(DisconnectReason::PingTimeout);
-                return;
+        loop {
+            tokio::select! {
+                _ = &mut pong => {
+                    next_ping = tokio::time::Instant::now() + interval;
+                    break;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    s.close_with(DisconnectReason::PingTimeout);
+                    return;
+                }
+                _ = tokio::time::sleep_until(hook_at.unwrap_or(deadline)), if hook_at.is_some() => {
+                    hook_at = None;
+                    if run_deadline_hook(&s) {
+                        return;
+                    }
+                }
+                _ = closed.changed() => return,
             }
-            _ = closed.changed() => return,
         }
     }
+}
+
+/// Run the handler's deadline hook; `true` when the session is closed afterwards.
+fn run_deadline_hook(s: &Arc<EngineSocket>) -> bool {
+    if let Some(engine) = s.engine.upgrade() {
+        engine.handler.on_deadline(s);
+    }
+    s.is_closed()
 }
 
 /// 20 characters of base64url from 15 random bytes.

@@ -301,31 +301,20 @@ impl EngineHandler for Arc<IoInner> {
             dispatch: Mutex::new(()),
             holder: std::sync::atomic::AtomicU64::new(0),
         });
-        socket.set_ext(conn.clone());
-        let weak = Arc::downgrade(&conn);
-        let timeout = self.config.connect_timeout;
-        let mut closed = socket.closed_rx();
-        let spawn = async move {
-            // Ends with the connection, not only after the full timeout.
-            tokio::select! {
-                _ = tokio::time::sleep(timeout) => {}
-                _ = closed.changed() => return,
-            }
-            if let Some(conn) = weak.upgrade()
-                && !conn.has_sockets()
-                && !conn.engine.is_closed()
-            {
-                tracing::debug!(sid = %conn.engine.id(), "no namespace joined in time: closing");
-                conn.engine.close();
-            }
-        };
-        match self.runtime() {
-            Some(h) => {
-                h.spawn(spawn);
-            }
-            None => {
-                tokio::spawn(spawn);
-            }
+        socket.set_ext(conn);
+    }
+
+    fn connect_deadline(&self) -> Option<std::time::Duration> {
+        Some(self.config.connect_timeout)
+    }
+
+    fn on_deadline(&self, socket: &Arc<EngineSocket>) {
+        if let Some(conn) = conn_of(socket)
+            && !conn.has_sockets()
+            && !conn.engine.is_closed()
+        {
+            tracing::debug!(sid = %conn.engine.id(), "no namespace joined in time: closing");
+            conn.engine.close();
         }
     }
 

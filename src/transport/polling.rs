@@ -61,7 +61,7 @@ impl Drop for PollGuard {
 async fn poll_locked(
     engine: &Arc<Engine>,
     socket: &Arc<EngineSocket>,
-    rx: &mut tokio::sync::MutexGuard<'_, tokio::sync::mpsc::Receiver<Frame>>,
+    rx: &mut tokio::sync::MutexGuard<'_, crate::engine::FrameRx>,
 ) -> Resp {
     let mut closed = socket.closed_rx();
     // Register for kicks before looking at the upgrade state, so none is missed.

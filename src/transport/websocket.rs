@@ -7,7 +7,6 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
@@ -100,7 +99,7 @@ pub(crate) async fn run(
     engine: Arc<Engine>,
     socket: Arc<EngineSocket>,
     mut ws: Ws,
-    mut rx: tokio::sync::MutexGuard<'_, mpsc::Receiver<Frame>>,
+    mut rx: tokio::sync::MutexGuard<'_, crate::engine::FrameRx>,
 ) {
     let mut closed = socket.closed_rx();
     // One future for the whole loop (re-arming it every turn costs ~7 % per message).
@@ -180,7 +179,7 @@ pub(crate) async fn run(
 }
 
 /// Write `first` and whatever else is queued (up to a batch), then flush once.
-async fn write_batch(ws: &mut Ws, rx: &mut mpsc::Receiver<Frame>, first: Frame) -> bool {
+async fn write_batch(ws: &mut Ws, rx: &mut crate::engine::FrameRx, first: Frame) -> bool {
     if ws.feed(frame_message(first)).await.is_err() {
         return false;
     }
