@@ -125,7 +125,7 @@ pub trait EngineHandler: Send + Sync + 'static {
 pub struct EngineSocket {
     id: Str,
     engine: Weak<Engine>,
-    req: RequestInfo,
+    req: Arc<RequestInfo>,
     tx: queue::FrameTx,
     /// The outgoing queue's consumer, held by the active transport.
     pub(crate) rx: tokio::sync::Mutex<FrameRx>,
@@ -179,6 +179,11 @@ impl EngineSocket {
 
     /// The handshake request.
     pub fn request(&self) -> &RequestInfo {
+        &self.req
+    }
+
+    /// The handshake request, shared (sockets keep it without copying the headers).
+    pub(crate) fn request_arc(&self) -> &Arc<RequestInfo> {
         &self.req
     }
 
@@ -489,7 +494,7 @@ impl Engine {
         let socket = Arc::new(EngineSocket {
             id: id.clone(),
             engine: Arc::downgrade(self),
-            req,
+            req: Arc::new(req),
             tx,
             rx: tokio::sync::Mutex::new(rx),
             transport: AtomicU8::new(transport as u8),

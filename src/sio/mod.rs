@@ -150,12 +150,13 @@ impl ConnectError {
 pub struct Handshake {
     /// The `auth` payload of the CONNECT packet (`{}` when none was sent).
     pub auth: Value,
-    /// The HTTP request that opened the connection (headers, query, peer address).
-    pub request: RequestInfo,
+    /// The HTTP request that opened the connection (headers, query, peer address),
+    /// shared by every namespace socket of the connection.
+    pub request: Arc<RequestInfo>,
 }
 
 impl Handshake {
-    pub(crate) fn new(auth: Value, request: &RequestInfo) -> Self {
+    pub(crate) fn new(auth: Value, request: &Arc<RequestInfo>) -> Self {
         Handshake {
             auth,
             request: request.clone(),

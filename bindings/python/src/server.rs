@@ -411,7 +411,7 @@ impl NsR {
         }
         let n = self.clone();
         let auth = ctx.handshake.auth.clone();
-        let request = ctx.handshake.request.clone();
+        let request = RequestInfo::clone(&ctx.handshake.request);
         // Hold this connection's next messages until the decision is applied.
         let hold = crate::gate::hold_current();
         self.shared.post(Box::new(move |py| {
