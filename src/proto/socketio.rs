@@ -551,11 +551,25 @@ fn parse_text(text: &str, config: &DecoderConfig) -> Result<(Packet, usize), Par
     let data = if json.is_empty() {
         None
     } else {
-        if exceeds_depth(json.as_bytes(), config.max_json_depth) {
+        // serde_json stops at 128 levels by itself (stack safe): under that bound, parse
+        // first and measure the parsed value (a few nodes) instead of pre-scanning the
+        // text byte by byte.
+        let fast = config.max_json_depth < SERDE_JSON_DEPTH;
+        if !fast && exceeds_depth(json.as_bytes(), config.max_json_depth) {
             return Err(ParseError::TooDeep);
         }
-        let value: Value =
-            serde_json::from_str(json).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+        let value: Value = serde_json::from_str(json).map_err(|e| {
+            // On the error path only: name a too-deep text as such (serde_json's own
+            // limit included), as the pre-scan would have.
+            if fast && exceeds_depth(json.as_bytes(), config.max_json_depth) {
+                ParseError::TooDeep
+            } else {
+                ParseError::InvalidJson(e.to_string())
+            }
+        })?;
+        if fast && value_depth_exceeds(&value, config.max_json_depth) {
+            return Err(ParseError::TooDeep);
+        }
         Some(value)
     };
 
@@ -570,6 +584,19 @@ fn parse_text(text: &str, config: &DecoderConfig) -> Result<(Packet, usize), Par
         },
         count,
     ))
+}
+
+/// serde_json's own nesting limit.
+const SERDE_JSON_DEPTH: usize = 128;
+
+/// Whether arrays and objects nest deeper than `max` in `v` (`[]` is depth 1, as in
+/// [`exceeds_depth`]).
+fn value_depth_exceeds(v: &Value, max: usize) -> bool {
+    match v {
+        Value::Array(a) => max == 0 || a.iter().any(|c| value_depth_exceeds(c, max - 1)),
+        Value::Object(o) => max == 0 || o.values().any(|c| value_depth_exceeds(c, max - 1)),
+        _ => false,
+    }
 }
 
 /// Checks the payload shape allowed for `kind`.
@@ -614,6 +641,25 @@ fn check_shape(kind: PacketType, id: Option<u64>, data: Option<&Value>) -> Resul
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn depth_check_of_parsed_values_matches_the_text_scan() {
+        use super::value_depth_exceeds;
+        use crate::proto::json::exceeds_depth;
+        for n in [0, 1, 5, 62, 63, 64, 65, 100] {
+            for (open, close) in [("[", "]"), ("{\"k\":", "}")] {
+                let text = format!("[\"e\",{}1{}]", open.repeat(n), close.repeat(n));
+                let v: Value = serde_json::from_str(&text).expect("valid json");
+                for max in [1, 2, 64] {
+                    assert_eq!(
+                        value_depth_exceeds(&v, max),
+                        exceeds_depth(text.as_bytes(), max),
+                        "{text} max {max}"
+                    );
+                }
+            }
+        }
+    }
 
     fn decode(text: &str) -> Result<Option<Packet>, ParseError> {
         Decoder::new(DecoderConfig::default()).decode_text(text)
