@@ -8,6 +8,7 @@
 
 pub mod client;
 mod queue;
+mod timers;
 
 pub(crate) use queue::FrameRx;
 
@@ -111,8 +112,8 @@ pub trait EngineHandler: Send + Sync + 'static {
     /// The connection ended; called exactly once per connection.
     fn on_disconnect(&self, socket: &Arc<EngineSocket>, reason: DisconnectReason);
     /// How long after the handshake [`EngineHandler::on_deadline`] should run, if at all
-    /// (Socket.IO's connect timeout). The session's heartbeat timer keeps this deadline,
-    /// so it costs no task of its own.
+    /// (Socket.IO's connect timeout). The engine's one timer task keeps this deadline with
+    /// the heartbeats, so it costs no task of its own.
     fn connect_deadline(&self) -> Option<std::time::Duration> {
         None
     }
@@ -138,8 +139,8 @@ pub struct EngineSocket {
     pub(crate) late_poll: AtomicBool,
     /// Wakes pending polling `GET`s (`notify_waiters`: no permit is stored) during an upgrade.
     pub(crate) poll_kick: Notify,
-    /// Set when a pong arrives.
-    pub(crate) pong: Notify,
+    /// Where the heartbeat stands (driven by the engine's timer task).
+    beat: Mutex<timers::Beat>,
     /// A frame taken from the queue that did not fit in the last poll response.
     pub(crate) carry: Mutex<Option<Frame>>,
     /// When the outstanding ping's pong is due, if one is outstanding.
@@ -296,6 +297,16 @@ impl EngineSocket {
         e.downcast::<T>().ok()
     }
 
+    fn beat(&self) -> std::sync::MutexGuard<'_, timers::Beat> {
+        self.beat.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_ping_deadline(&self, at: Option<std::time::Instant>) {
+        if let Ok(mut p) = self.ping_deadline.lock() {
+            *p = at;
+        }
+    }
+
     /// Whether the outstanding ping's pong is overdue.
     pub(crate) fn ping_overdue(&self) -> bool {
         self.ping_deadline
@@ -351,6 +362,7 @@ impl EngineSocket {
             h.clear();
         }
         if let Some(engine) = self.engine.upgrade() {
+            engine.timers.closed();
             if let Some(ip) = self.admitted {
                 engine.ip_limiter.release(ip);
             }
@@ -378,10 +390,8 @@ impl EngineSocket {
             Packet::Message(msg) => engine.handler.on_message(self, msg),
             Packet::Binary(data) => engine.handler.on_binary(self, data),
             Packet::Pong(_) => {
-                if let Ok(mut p) = self.ping_deadline.lock() {
-                    *p = None;
-                }
-                self.pong.notify_waiters();
+                self.set_ping_deadline(None);
+                engine.timers.pong(self, engine.config.ping_interval);
             }
             Packet::Ping(payload) => {
                 // v4 clients do not ping; answer anyway (v3 habit) rather than fail.
@@ -399,6 +409,13 @@ pub struct Engine {
     pub(crate) handler: Arc<dyn EngineHandler>,
     sessions: Mutex<HashMap<Str, Arc<EngineSocket>>>,
     pub(crate) ip_limiter: crate::limits::IpLimiter,
+    timers: Arc<timers::Timers>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.timers.stop();
+    }
 }
 
 impl fmt::Debug for Engine {
@@ -422,6 +439,7 @@ impl Engine {
             handler,
             sessions: Mutex::new(HashMap::new()),
             ip_limiter,
+            timers: Arc::default(),
         })
     }
 
@@ -502,7 +520,9 @@ impl Engine {
             probed: AtomicBool::new(false),
             late_poll: AtomicBool::new(false),
             poll_kick: Notify::new(),
-            pong: Notify::new(),
+            beat: Mutex::new(timers::Beat::new(
+                tokio::time::Instant::now() + self.config.ping_interval,
+            )),
             carry: Mutex::new(None),
             ping_deadline: Mutex::new(None),
             incoming: tokio::sync::Mutex::new(()),
@@ -530,96 +550,14 @@ impl Engine {
             s.insert(id, socket.clone());
         }
         let now = tokio::time::Instant::now();
-        tokio::spawn(heartbeat(
-            Arc::downgrade(&socket),
-            now,
-            self.config.ping_interval,
-            self.config.ping_timeout,
+        self.timers.add(
+            self,
+            &socket,
+            now + self.config.ping_interval,
             self.handler.connect_deadline().map(|d| now + d),
-        ));
+        );
         socket
     }
-}
-
-/// Ping every `interval`; close the session when no pong follows within `timeout`.
-/// Also keeps the handler's one-shot `deadline` ([`EngineHandler::connect_deadline`]).
-async fn heartbeat(
-    socket: Weak<EngineSocket>,
-    start: tokio::time::Instant,
-    interval: std::time::Duration,
-    timeout: std::time::Duration,
-    mut hook_at: Option<tokio::time::Instant>,
-) {
-    let Some(mut closed) = socket.upgrade().map(|s| s.closed_rx()) else {
-        return;
-    };
-    // Deadlines follow the schedule (not the moment a timer happened to fire), so a
-    // late timer never grants a peer extra time.
-    let mut next_ping = start + interval;
-    loop {
-        let wake = match hook_at {
-            Some(d) if d < next_ping => d,
-            _ => next_ping,
-        };
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake) => {}
-            _ = closed.changed() => return,
-        }
-        let Some(s) = socket.upgrade() else { return };
-        if s.is_closed() {
-            return;
-        }
-        if hook_at.is_some_and(|d| d <= tokio::time::Instant::now()) {
-            hook_at = None;
-            if run_deadline_hook(&s) {
-                return;
-            }
-            if tokio::time::Instant::now() < next_ping {
-                continue;
-            }
-        }
-        let deadline = next_ping + timeout;
-        // Only a pong that follows this ping counts: register before sending.
-        let pong = s.pong.notified();
-        tokio::pin!(pong);
-        pong.as_mut().enable();
-        if let Ok(mut p) = s.ping_deadline.lock() {
-            *p = Some(deadline.into_std());
-        }
-        if s.send_control(&[Packet::Ping(Str::default()).encode()])
-            .is_err()
-            && s.is_closed()
-        {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = &mut pong => {
-                    next_ping = tokio::time::Instant::now() + interval;
-                    break;
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    s.close_with(DisconnectReason::PingTimeout);
-                    return;
-                }
-                _ = tokio::time::sleep_until(hook_at.unwrap_or(deadline)), if hook_at.is_some() => {
-                    hook_at = None;
-                    if run_deadline_hook(&s) {
-                        return;
-                    }
-                }
-                _ = closed.changed() => return,
-            }
-        }
-    }
-}
-
-/// Run the handler's deadline hook; `true` when the session is closed afterwards.
-fn run_deadline_hook(s: &Arc<EngineSocket>) -> bool {
-    if let Some(engine) = s.engine.upgrade() {
-        engine.handler.on_deadline(s);
-    }
-    s.is_closed()
 }
 
 /// 20 characters of base64url from 15 random bytes.
