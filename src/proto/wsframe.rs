@@ -450,20 +450,37 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 
 /// Append a frame header to `dst`: `mask` for client frames.
 pub fn write_header(dst: &mut BytesMut, fin: bool, op: OpCode, len: usize, mask: Option<[u8; 4]>) {
-    let b0 = (if fin { 0x80 } else { 0 }) | op as u8;
+    let (h, n) = header(fin, op, len, mask);
+    dst.extend_from_slice(&h[..n]);
+}
+
+/// A frame header in a fixed buffer: the bytes are `buf[..len]`.
+pub fn header(
+    fin: bool,
+    op: OpCode,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> ([u8; MAX_HEADER_LEN], usize) {
+    let mut buf = [0u8; MAX_HEADER_LEN];
+    buf[0] = (if fin { 0x80 } else { 0 }) | op as u8;
     let m = if mask.is_some() { 0x80 } else { 0 };
+    let mut n = 2;
     if len < 126 {
-        dst.extend_from_slice(&[b0, m | len as u8]);
+        buf[1] = m | len as u8;
     } else if len <= u16::MAX as usize {
-        let l = (len as u16).to_be_bytes();
-        dst.extend_from_slice(&[b0, m | 126, l[0], l[1]]);
+        buf[1] = m | 126;
+        buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        n = 4;
     } else {
-        dst.extend_from_slice(&[b0, m | 127]);
-        dst.extend_from_slice(&(len as u64).to_be_bytes());
+        buf[1] = m | 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        n = 10;
     }
     if let Some(k) = mask {
-        dst.extend_from_slice(&k);
+        buf[n..n + 4].copy_from_slice(&k);
+        n += 4;
     }
+    (buf, n)
 }
 
 /// Append one whole frame to `dst`: unmasked for a server, masked with a fresh random key

@@ -163,20 +163,43 @@ pub(crate) async fn run(
     .await;
 }
 
-/// Write `first` and whatever else is queued (up to a batch), then flush once.
+/// Write `first` and whatever else is queued (up to a batch) in one vectored write, then
+/// flush once.
 async fn write_batch(ws: &mut Ws, rx: &mut mpsc::Receiver<Frame>, first: Frame) -> bool {
-    queue_frame(ws, &first);
-    let mut batch = 1;
-    while batch < MAX_BATCH && ws.pending_out() < MAX_BATCH_BYTES {
-        match rx.try_recv() {
-            Ok(f) => {
-                queue_frame(ws, &f);
-                batch += 1;
-            }
-            Err(_) => break,
+    let mut first = Some(first);
+    // Gather and write in one poll: the batch lives on the poll's stack, not in the task.
+    let written = std::future::poll_fn(|cx| {
+        let mut batch: [Option<Frame>; MAX_BATCH] = [const { None }; MAX_BATCH];
+        let mut n = 0;
+        let mut bytes = 0;
+        batch[0] = first.take();
+        if batch[0].is_some() {
+            n = 1;
         }
-    }
-    ws.flush().await.is_ok()
+        while n < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(f) => {
+                    bytes += match &f {
+                        Frame::Text(s) => s.len(),
+                        Frame::Binary(b) => b.len(),
+                    };
+                    batch[n] = Some(f);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut frames: [(OpCode, &[u8]); MAX_BATCH] = [(OpCode::Text, &[]); MAX_BATCH];
+        for (slot, f) in frames.iter_mut().zip(batch.iter().flatten()) {
+            *slot = match f {
+                Frame::Text(s) => (OpCode::Text, s.as_bytes()),
+                Frame::Binary(b) => (OpCode::Binary, &b[..]),
+            };
+        }
+        ws.poll_write_frames(cx, &frames[..n])
+    })
+    .await;
+    written.is_ok() && ws.flush().await.is_ok()
 }
 
 /// A WebSocket handshake with a `sid`: the probe, then the switch from polling.

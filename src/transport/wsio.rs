@@ -114,6 +114,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         self.close_sent = true;
     }
 
+    /// Server: write these frames now, as far as the socket takes them in one vectored
+    /// write, without copying them; what it does not take is queued (send it with
+    /// [`Self::flush`]). Client frames (masked) and frames behind queued output are queued.
+    pub(crate) fn poll_write_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        frames: &[(OpCode, &[u8])],
+    ) -> Poll<io::Result<()>> {
+        const MAX: usize = 64;
+        if self.role == Role::Client
+            || self.close_sent
+            || !self.wbuf.is_empty()
+            || frames.len() > MAX
+            || !self.io.is_write_vectored()
+        {
+            for (op, p) in frames {
+                self.queue(*op, p);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let mut headers = [([0u8; wsframe::MAX_HEADER_LEN], 0usize); MAX];
+        for (h, (op, p)) in headers.iter_mut().zip(frames) {
+            *h = wsframe::header(true, *op, p.len(), None);
+        }
+        let mut slices = [io::IoSlice::new(&[]); 2 * MAX];
+        for (i, ((h, n), (_, p))) in headers.iter().zip(frames).enumerate() {
+            slices[2 * i] = io::IoSlice::new(&h[..*n]);
+            slices[2 * i + 1] = io::IoSlice::new(p);
+        }
+        let slices = &slices[..2 * frames.len()];
+        let mut written = match Pin::new(&mut self.io).poll_write_vectored(cx, slices) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(n)) => {
+                self.need_flush = true;
+                n
+            }
+            Poll::Pending => 0,
+        };
+        // Queue what the socket did not take.
+        for s in slices {
+            if written >= s.len() {
+                written -= s.len();
+                continue;
+            }
+            self.wbuf.extend_from_slice(&s[written..]);
+            written = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// [`Self::poll_write_frames`], then flush.
+    pub(crate) async fn write_frames(&mut self, frames: &[(OpCode, &[u8])]) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write_frames(cx, frames)).await?;
+        self.flush().await
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn pending_out(&self) -> usize {
         self.wbuf.len()

@@ -431,8 +431,25 @@ impl WsConn {
                     match out {
                         Out::Msg(op, m) => {
                             self.inner.queued.fetch_sub(1, Ordering::AcqRel);
-                            ws.queue(op, &m);
-                            while ws.pending_out() < MAX_BATCH_BYTES {
+                            match rx.try_recv() {
+                                // One message: written straight from its buffer.
+                                Err(_) => {
+                                    if ws.write_frames(&[(op, &m)]).await.is_err() {
+                                        break gone();
+                                    }
+                                }
+                                Ok(next) => {
+                                    ws.queue(op, &m);
+                                    match next {
+                                        Out::Msg(op, m) => {
+                                            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+                                            ws.queue(op, &m);
+                                        }
+                                        Out::Close(code, reason) => close = Some((code, reason)),
+                                    }
+                                }
+                            }
+                            while close.is_none() && ws.pending_out() > 0 && ws.pending_out() < MAX_BATCH_BYTES {
                                 match rx.try_recv() {
                                     Ok(Out::Msg(op, m)) => {
                                         self.inner.queued.fetch_sub(1, Ordering::AcqRel);
