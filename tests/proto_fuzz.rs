@@ -19,6 +19,7 @@ use tether::proto::Str;
 use tether::proto::engineio::{self, Handshake, PayloadEncoder};
 use tether::proto::json::exceeds_depth;
 use tether::proto::socketio::{self, DecoderConfig, PacketType, RESERVED_EVENTS, placeholder};
+use tether::proto::wsframe::{self, CloseFrame, Message, OpCode, Role};
 
 #[allow(dead_code)]
 #[path = "../fuzz/src/lib.rs"]
@@ -39,12 +40,13 @@ fn config(cases: u32) -> Config {
 type Target = fn(&[u8]);
 
 /// The fuzz targets by name, as in `fuzz/fuzz_targets/`.
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("engineio_packet", checks::engineio_packet),
     ("engineio_payload", checks::engineio_payload),
     ("socketio_decoder", checks::socketio_decoder),
     ("handshake", checks::handshake),
     ("json_depth", checks::json_depth),
+    ("wsframe", checks::wsframe),
 ];
 
 #[test]
@@ -509,5 +511,120 @@ proptest! {
         let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
         checks::json_depth(pretty.as_bytes());
         checks::json_depth(&mutate(text.as_bytes(), &json_edits));
+    }
+}
+
+// --- WebSocket frames (proto::wsframe) ------------------------------------------------------
+
+/// A message the peer may send, within the oracle's limits.
+fn ws_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        "[a-zé€😀 ]{0,120}".prop_map(|t| Message::Text(Str::from(t))),
+        prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| Message::Binary(Bytes::from(b))),
+        prop::collection::vec(any::<u8>(), 0..125).prop_map(|b| Message::Ping(Bytes::from(b))),
+        prop::collection::vec(any::<u8>(), 0..125).prop_map(|b| Message::Pong(Bytes::from(b))),
+    ]
+}
+
+/// Encode `m` as the peer of `role` would, a data message cut into `parts` fragments with a
+/// ping between the first two.
+fn ws_encode(role: Role, m: &Message, parts: usize, out: &mut bytes::BytesMut) -> Vec<Message> {
+    let mask = || match role {
+        Role::Server => Some(wsframe::random_mask()),
+        Role::Client => None,
+    };
+    let frame = |out: &mut bytes::BytesMut, fin: bool, op: OpCode, payload: &[u8]| {
+        let key = mask();
+        wsframe::write_header(out, fin, op, payload.len(), key);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(k) = key {
+            wsframe::apply_mask(&mut out[start..], k, 0);
+        }
+    };
+    let (op, payload) = match m {
+        Message::Text(t) => (OpCode::Text, t.as_bytes().to_vec()),
+        Message::Binary(b) => (OpCode::Binary, b.to_vec()),
+        Message::Ping(b) => (OpCode::Ping, b.to_vec()),
+        Message::Pong(b) => (OpCode::Pong, b.to_vec()),
+        Message::Close(None) => (OpCode::Close, Vec::new()),
+        Message::Close(Some(f)) => (OpCode::Close, wsframe::close_payload(f.code, &f.reason)),
+    };
+    if op.is_control() || parts <= 1 {
+        frame(out, true, op, &payload);
+        return vec![m.clone()];
+    }
+    // Cut anywhere, even inside a UTF-8 sequence: the text is checked across fragments.
+    let size = payload.len().div_ceil(parts).max(1);
+    let chunks: Vec<&[u8]> = if payload.is_empty() {
+        vec![&[][..]; parts]
+    } else {
+        payload.chunks(size).collect()
+    };
+    let mut expected = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let op = if i == 0 { op } else { OpCode::Continuation };
+        frame(out, i + 1 == chunks.len(), op, c);
+        if i == 0 && chunks.len() > 1 {
+            frame(out, true, OpCode::Ping, b"mid");
+            expected.push(Message::Ping(Bytes::from_static(b"mid")));
+        }
+    }
+    expected.push(m.clone());
+    expected
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// A valid stream decodes to the messages sent, however it is split.
+    #[test]
+    fn ws_any_split_decodes_identically(
+        msgs in prop::collection::vec((ws_message(), 1usize..5), 0..8),
+        close in prop::option::of((1000u16..1004, "[a-z]{0,20}")),
+        cuts in prop::collection::vec(any::<usize>(), 0..40),
+        server in any::<bool>(),
+    ) {
+        let role = if server { Role::Server } else { Role::Client };
+        let mut bytes = bytes::BytesMut::new();
+        let mut expected = Vec::new();
+        for (m, parts) in &msgs {
+            expected.extend(ws_encode(role, m, *parts, &mut bytes));
+        }
+        if let Some((code, reason)) = close {
+            let m = Message::Close(Some(CloseFrame { code, reason }));
+            expected.extend(ws_encode(role, &m, 1, &mut bytes));
+        }
+        let whole = checks::ws_decode_split(role, &bytes, &[]);
+        prop_assert_eq!(&whole, &(expected, None));
+        prop_assert_eq!(&checks::ws_decode_split(role, &bytes, &cuts), &whole);
+        // One byte at a time.
+        let every: Vec<usize> = (0..bytes.len()).collect();
+        prop_assert_eq!(checks::ws_decode_split(role, &bytes, &every), whole);
+    }
+
+    /// Encoding then decoding gives the message back, for both roles.
+    #[test]
+    fn ws_encode_decode_round_trip(m in ws_message(), server in any::<bool>()) {
+        let role = if server { Role::Server } else { Role::Client };
+        checks::ws_round_trip(role, &m);
+    }
+
+    /// Random bytes, and valid streams with random bytes flipped, never panic and decode
+    /// the same however split (the `wsframe` fuzz oracle).
+    #[test]
+    fn ws_mutated_streams(
+        msgs in prop::collection::vec((ws_message(), 1usize..4), 1..5),
+        edits in edits(),
+        sel in any::<u8>(),
+    ) {
+        let role = if sel & 1 == 0 { Role::Server } else { Role::Client };
+        let mut bytes = bytes::BytesMut::new();
+        for (m, parts) in &msgs {
+            ws_encode(role, m, *parts, &mut bytes);
+        }
+        let mut input = vec![sel];
+        input.extend(mutate(&bytes, &edits));
+        checks::wsframe(&input);
     }
 }

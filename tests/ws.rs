@@ -1835,7 +1835,7 @@ async fn stalled_frame_is_dropped_by_keepalive() {
 /// declaring a 16 MiB frame and sending nothing more make the server reserve ~512 MiB of
 /// address space (VmData), though little of it is touched (RSS).
 #[tokio::test]
-#[ignore = "known limitation: tungstenite reserves a declared frame length (up to max_frame_size) when the header arrives; see SECURITY.md"]
+
 async fn declared_length_reserves_no_memory() {
     let _heavy = HEAVY.lock().await;
     let server = TestServer::plain(WsConfig::default(), None).await;

@@ -14,6 +14,7 @@ use tether::proto::json::exceeds_depth;
 use tether::proto::socketio::{
     self, Decoder, DecoderConfig, MAX_NAMESPACE_LEN, PacketType, ParseError, RESERVED_EVENTS,
 };
+use tether::proto::wsframe;
 
 /// Separates the inputs of one `socketio_decoder` run (never valid in UTF-8).
 pub const SIO_SPLIT: u8 = 0xff;
@@ -446,4 +447,117 @@ pub fn sio_round_trip(p: &socketio::Packet, config: DecoderConfig) {
     }
     assert_eq!(out, Ok(Some(expected)), "round trip of {p:?} via {text:?}");
     assert!(!d.has_pending());
+}
+
+// --- WebSocket frames -----------------------------------------------------------------------
+
+/// Limits used by the `wsframe` oracle: small, so that inputs reach them.
+pub const WS_LIMITS: wsframe::Limits = wsframe::Limits {
+    max_frame: 300,
+    max_message: 600,
+    max_fragments: 8,
+};
+
+/// Everything a decoder gives for `input` fed in the pieces given by `cuts` (offsets), until
+/// the input is used up or an error: the messages, then the error (if any).
+pub fn ws_decode_split(
+    role: wsframe::Role,
+    input: &[u8],
+    cuts: &[usize],
+) -> (Vec<wsframe::Message>, Option<wsframe::ProtocolError>) {
+    let mut d = wsframe::Decoder::new(role, WS_LIMITS);
+    let mut out = Vec::new();
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    bounds.push(0);
+    bounds.push(input.len());
+    bounds.sort_unstable();
+    bounds.dedup();
+    for w in bounds.windows(2) {
+        let mut piece = &input[w[0]..w[1]];
+        loop {
+            let before = piece.len();
+            match d.decode(&mut piece) {
+                Ok(Some(m)) => {
+                    assert!(piece.len() <= before, "the decoder grew its input");
+                    out.push(m);
+                }
+                Ok(None) => {
+                    assert!(piece.is_empty(), "need-more with input left");
+                    break;
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(e.code, 1002 | 1007 | 1009),
+                        "close code {}",
+                        e.code
+                    );
+                    // The error is sticky.
+                    assert_eq!(d.decode(&mut &b"\x81\x80\0\0\0\0"[..]), Err(e));
+                    return (out, Some(e));
+                }
+            }
+            assert!(d.buffered() <= WS_LIMITS.max_message + 125);
+        }
+    }
+    (out, None)
+}
+
+/// `wsframe`: the first byte picks the role and where the rest is cut; the decoder must give
+/// the same messages and error however the bytes are split, every message must respect the
+/// limits, and every message re-encodes to a frame that decodes equal.
+pub fn wsframe(data: &[u8]) {
+    let Some((&sel, input)) = data.split_first() else {
+        return;
+    };
+    let role = if sel & 1 == 0 {
+        wsframe::Role::Server
+    } else {
+        wsframe::Role::Client
+    };
+    let whole = ws_decode_split(role, input, &[]);
+    let step = 1 + (sel as usize >> 1) % 7;
+    let cuts: Vec<usize> = (0..input.len()).step_by(step).collect();
+    assert_eq!(
+        ws_decode_split(role, input, &cuts),
+        whole,
+        "split every {step}"
+    );
+    for m in &whole.0 {
+        ws_round_trip(role, m);
+    }
+}
+
+/// A message encoded by the peer of `role` decodes back equal.
+pub fn ws_round_trip(role: wsframe::Role, m: &wsframe::Message) {
+    use wsframe::{Message, OpCode, Role};
+    let peer = match role {
+        Role::Server => Role::Client,
+        Role::Client => Role::Server,
+    };
+    let (op, payload): (OpCode, Vec<u8>) = match m {
+        Message::Text(s) => {
+            assert!(s.len() <= WS_LIMITS.max_message);
+            (OpCode::Text, s.as_bytes().to_vec())
+        }
+        Message::Binary(b) => {
+            assert!(b.len() <= WS_LIMITS.max_message);
+            (OpCode::Binary, b.to_vec())
+        }
+        Message::Ping(b) => (OpCode::Ping, b.to_vec()),
+        Message::Pong(b) => (OpCode::Pong, b.to_vec()),
+        Message::Close(None) => (OpCode::Close, Vec::new()),
+        Message::Close(Some(f)) => {
+            assert!(wsframe::is_valid_close_code(f.code));
+            (OpCode::Close, wsframe::close_payload(f.code, &f.reason))
+        }
+    };
+    if let Message::Ping(b) | Message::Pong(b) = m {
+        assert!(b.len() <= 125);
+    }
+    let mut buf = bytes::BytesMut::new();
+    wsframe::encode_frame(&mut buf, peer, op, &payload);
+    let mut d = wsframe::Decoder::new(role, WS_LIMITS);
+    let mut input = &buf[..];
+    assert_eq!(d.decode(&mut input), Ok(Some(m.clone())));
+    assert!(input.is_empty() && d.is_idle());
 }

@@ -6,17 +6,16 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::TransportType;
 use crate::proto::Str;
 use crate::proto::engineio::{Frame, Handshake, Packet, PayloadEncoder, decode_payload};
+use crate::proto::wsframe::{Message, OpCode};
 use crate::transport::client::{ClientWs, HttpConn, Target, TransportError, ws_connect};
-use crate::transport::websocket::{frame_message, text_message};
+use crate::transport::websocket::queue_frame;
 
 /// Engine.IO client settings.
 #[derive(Debug, Clone)]
@@ -174,9 +173,7 @@ pub(crate) async fn open(
                 .await
                 .map_err(|_| TransportError::Timeout)?;
             let hs = match open {
-                Some(Ok(Message::Text(t))) => {
-                    let s = Str::try_from_bytes(Bytes::from(t))
-                        .map_err(|_| OpenError::Handshake("invalid utf-8".into()))?;
+                Some(Ok(Message::Text(s))) => {
                     let p =
                         Packet::decode_text(s).map_err(|e| OpenError::Handshake(e.to_string()))?;
                     open_from(&p)?
@@ -332,12 +329,13 @@ async fn probe_websocket(
         let mut ws = ws_connect(&target, Some(&sid), config.timeout, config.max_incoming)
             .await
             .ok()?;
-        ws.send(text_message(&Str::from_static("2probe")))
-            .await
-            .ok()?;
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.as_str() == "3probe" => Some(ws),
-            _ => None,
+        ws.send(OpCode::Text, b"2probe").await.ok()?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str() == "3probe" => return Some(ws),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
         }
     };
     match tokio::time::timeout(config.timeout, attempt).await {
@@ -476,10 +474,8 @@ impl Driver {
     async fn write(&mut self, frames: Vec<Frame>) -> Step {
         match &mut self.active {
             Active::Ws(ws) => {
-                for f in frames {
-                    if let Err(e) = ws.feed(frame_message(f)).await {
-                        return Step::Stop(CloseReason::TransportError(e.to_string()));
-                    }
+                for f in &frames {
+                    queue_frame(ws, f);
                 }
                 match ws.flush().await {
                     Ok(()) => Step::Continue,
@@ -538,7 +534,7 @@ impl Driver {
             Ok(Err(reason)) => return Step::Stop(reason),
             Err(_) => return Step::Stop(CloseReason::TransportError("upgrade stalled".into())),
         };
-        if let Err(e) = ws.send(text_message(&Str::from_static("5"))).await {
+        if let Err(e) = ws.send(OpCode::Text, b"5").await {
             return Step::Stop(CloseReason::TransportError(e.to_string()));
         }
         self.active = Active::Ws(Box::new(ws));
@@ -558,9 +554,10 @@ impl Driver {
         match &mut self.active {
             Active::Ws(ws) => {
                 if polite {
-                    let _ = ws.send(text_message(&Str::from_static("1"))).await;
+                    ws.queue(OpCode::Text, b"1");
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(1), (**ws).close(None)).await;
+                // Send the close frame; the driver does not wait for the answer.
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
             }
             Active::Polling(p) => {
                 p.paused.store(true, Ordering::Release);
@@ -590,9 +587,7 @@ async fn next_incoming(active: &mut Active) -> Result<Vec<Packet>, CloseReason> 
     match active {
         Active::Ws(ws) => loop {
             match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let s =
-                        Str::try_from_bytes(Bytes::from(t)).map_err(|_| CloseReason::ParseError)?;
+                Some(Ok(Message::Text(s))) => {
                     return Packet::decode_text(s)
                         .map(|p| vec![p])
                         .map_err(|_| CloseReason::ParseError);

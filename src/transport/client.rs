@@ -3,17 +3,15 @@
 
 use std::time::Duration;
 
+use super::wsio::{HandshakeError, WsStream, client_handshake};
+use crate::proto::wsframe::{Limits, Role};
+use crate::tls::{BoxIo, ClientTls};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-use crate::tls::{BoxIo, ClientTls};
 
 /// Why a client transport operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +277,7 @@ impl HttpConn {
     }
 }
 
-pub(crate) type ClientWs = WebSocketStream<BoxIo>;
+pub(crate) type ClientWs = WsStream<BoxIo>;
 
 /// Open a WebSocket to the Engine.IO endpoint (`sid` for an upgrade).
 pub(crate) async fn ws_connect(
@@ -288,29 +286,25 @@ pub(crate) async fn ws_connect(
     timeout: Duration,
     max_message: usize,
 ) -> Result<ClientWs, TransportError> {
-    let url = format!(
-        "{}://{}{}",
-        if target.secure { "wss" } else { "ws" },
-        target.host_header(),
-        target.path_and_query("websocket", sid)
-    );
-    let mut req = url
-        .into_client_request()
-        .map_err(|e| TransportError::WebSocket(e.to_string()))?;
-    for (k, v) in &target.headers {
-        req.headers_mut().append(k.clone(), v.clone());
-    }
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
+    let path = target.path_and_query("websocket", sid);
+    let limits = Limits {
+        max_frame: max_message,
+        max_message,
+        ..Limits::default()
+    };
     let fut = async {
-        let io = target.connect(timeout).await?;
-        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, io, Some(config))
+        let mut io = target.connect(timeout).await?;
+        let done = client_handshake(&mut io, &target.host_header(), &path, &[], &target.headers)
             .await
-            .map_err(|e| TransportError::WebSocket(e.to_string()))?;
-        Ok(ws)
+            .map_err(|e| match e {
+                HandshakeError::Io(e) => TransportError::Io(e),
+                HandshakeError::Status(status) => TransportError::Status {
+                    status,
+                    body: String::new(),
+                },
+                other => TransportError::WebSocket(other.to_string()),
+            })?;
+        Ok(WsStream::new(io, Role::Client, limits, done.leftover))
     };
     tokio::time::timeout(timeout, fut)
         .await

@@ -581,7 +581,7 @@ fn accept_websocket(req: &Request<Incoming>) -> Option<Resp> {
     if !version_ok {
         return None;
     }
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = super::wsio::accept_key(key.as_bytes());
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();

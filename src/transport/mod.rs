@@ -1,7 +1,8 @@
-//! Transports: tokio I/O only. They move Engine.IO frames between sockets and sessions.
+//! Transports: tokio I/O only. They move Engine.IO frames between sockets and sessions; `wsio`
+//! runs the WebSocket codec of `proto::wsframe` on a byte stream.
 
 pub mod client;
-pub(crate) mod frame_guard;
 pub mod http;
 pub(crate) mod polling;
 pub(crate) mod websocket;
+pub(crate) mod wsio;

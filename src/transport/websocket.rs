@@ -3,55 +3,50 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use bytes::BytesMut;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{
-    CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
-};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::frame_guard::FrameGuard;
+use super::wsio::{WsError, WsStream};
 use crate::engine::{DisconnectReason, Engine, EngineSocket, TransportType};
-use crate::proto::Str;
 use crate::proto::engineio::{Frame, Packet};
+use crate::proto::wsframe::{Limits, Message, OpCode, Role};
 
-pub(crate) type Ws = WebSocketStream<FrameGuard<TokioIo<Upgraded>>>;
+pub(crate) type Ws = WsStream<TokioIo<Upgraded>>;
 
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
+/// Most bytes gathered before one write.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
-/// tungstenite settings from the engine's limits: messages and frames capped at
-/// `max_payload`, a small read buffer.
-pub(crate) fn ws_config(engine: &Engine) -> WebSocketConfig {
+/// Frame limits from the engine's: messages and frames capped at `max_payload`.
+pub(crate) fn limits(engine: &Engine) -> Limits {
     let c = &engine.config;
-    WebSocketConfig::default()
-        .read_buffer_size(c.ws_read_buffer_size.max(1024))
-        .write_buffer_size(0)
-        .max_message_size(Some(c.max_payload))
-        .max_frame_size(Some(c.max_payload))
+    Limits {
+        max_frame: c.max_payload,
+        max_message: c.max_payload,
+        max_fragments: c.max_fragments_per_message,
+    }
 }
 
 /// Wrap an upgraded connection.
 pub(crate) async fn wrap(upgraded: Upgraded, engine: &Engine) -> Ws {
-    let io = FrameGuard::new(
+    WsStream::new(
         TokioIo::new(upgraded),
-        engine.config.max_fragments_per_message,
-    );
-    WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(engine))).await
+        Role::Server,
+        limits(engine),
+        BytesMut::new(),
+    )
 }
 
-pub(crate) fn text_message(s: &Str) -> Message {
-    // SAFETY: `Str` is valid UTF-8 by construction.
-    Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(s.clone().into_bytes()) })
-}
-
-pub(crate) fn frame_message(frame: Frame) -> Message {
+/// Queue an Engine.IO frame on a WebSocket.
+pub(crate) fn queue_frame<S>(ws: &mut WsStream<S>, frame: &Frame)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     match frame {
-        Frame::Text(s) => text_message(&s),
-        Frame::Binary(b) => Message::Binary(b),
+        Frame::Text(s) => ws.queue(OpCode::Text, s.as_bytes()),
+        Frame::Binary(b) => ws.queue(OpCode::Binary, b),
     }
 }
 
@@ -63,28 +58,22 @@ enum Incoming {
     Closed(DisconnectReason, u16),
 }
 
-fn decode(msg: Result<Message, tokio_tungstenite::tungstenite::Error>) -> Incoming {
+fn decode(msg: Result<Message, WsError>) -> Incoming {
     match msg {
-        Ok(Message::Text(t)) => {
-            let bytes: Bytes = t.into();
-            match Str::try_from_bytes(bytes) {
-                Ok(s) => match Packet::decode_text(s) {
-                    Ok(p) => Incoming::Packet(p),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "bad engine.io packet on websocket");
-                        Incoming::Closed(DisconnectReason::ParseError, 1000)
-                    }
-                },
-                Err(_) => Incoming::Closed(DisconnectReason::ParseError, 1007),
+        Ok(Message::Text(s)) => match Packet::decode_text(s) {
+            Ok(p) => Incoming::Packet(p),
+            Err(e) => {
+                tracing::debug!(error = %e, "bad engine.io packet on websocket");
+                Incoming::Closed(DisconnectReason::ParseError, 1000)
             }
-        }
+        },
         Ok(Message::Binary(b)) => Incoming::Packet(Packet::decode_binary(b)),
         Ok(Message::Close(_)) => Incoming::Closed(DisconnectReason::TransportClose, 1000),
         Ok(_) => Incoming::Ignore,
         Err(e) => {
             tracing::debug!(error = %e, "websocket error");
-            let (code, _) = crate::ws::close_for_error(&e);
-            let reason = if crate::ws::is_peer_gone(&e) {
+            let (code, _) = e.close();
+            let reason = if e.is_peer_gone() {
                 DisconnectReason::TransportClose
             } else {
                 DisconnectReason::TransportError
@@ -108,7 +97,10 @@ pub(crate) async fn run(
     let mut close_code = 1000u16;
     let carried = socket.carry.lock().ok().and_then(|mut c| c.take());
     if let Some(f) = carried
-        && ws.send(frame_message(f)).await.is_err()
+        && {
+            queue_frame(&mut ws, &f);
+            ws.flush().await.is_err()
+        }
     {
         socket.close_with(DisconnectReason::TransportError);
     }
@@ -163,39 +155,50 @@ pub(crate) async fn run(
     // bounded, in case the peer stopped reading.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         while let Ok(f) = rx.try_recv() {
-            if ws.feed(frame_message(f)).await.is_err() {
-                break;
-            }
+            queue_frame(&mut ws, &f);
         }
-        let _ = ws
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::from(close_code),
-                reason: Utf8Bytes::from_static(""),
-            })))
-            .await;
-        let _ = ws.close(None).await;
+        let _ = ws.close(Some((close_code, ""))).await;
     })
     .await;
 }
 
-/// Write `first` and whatever else is queued (up to a batch), then flush once.
+/// Write `first` and whatever else is queued (up to a batch) in one vectored write, then
+/// flush once.
 async fn write_batch(ws: &mut Ws, rx: &mut crate::engine::FrameRx, first: Frame) -> bool {
-    if ws.feed(frame_message(first)).await.is_err() {
-        return false;
-    }
-    let mut batch = 1;
-    while batch < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(f) => {
-                if ws.feed(frame_message(f)).await.is_err() {
-                    return false;
-                }
-                batch += 1;
-            }
-            Err(_) => break,
+    let mut first = Some(first);
+    // Gather and write in one poll: the batch lives on the poll's stack, not in the task.
+    let written = std::future::poll_fn(|cx| {
+        let mut batch: [Option<Frame>; MAX_BATCH] = [const { None }; MAX_BATCH];
+        let mut n = 0;
+        let mut bytes = 0;
+        batch[0] = first.take();
+        if batch[0].is_some() {
+            n = 1;
         }
-    }
-    ws.flush().await.is_ok()
+        while n < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(f) => {
+                    bytes += match &f {
+                        Frame::Text(s) => s.len(),
+                        Frame::Binary(b) => b.len(),
+                    };
+                    batch[n] = Some(f);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut frames: [(OpCode, &[u8]); MAX_BATCH] = [(OpCode::Text, &[]); MAX_BATCH];
+        for (slot, f) in frames.iter_mut().zip(batch.iter().flatten()) {
+            *slot = match f {
+                Frame::Text(s) => (OpCode::Text, s.as_bytes()),
+                Frame::Binary(b) => (OpCode::Binary, &b[..]),
+            };
+        }
+        ws.poll_write_frames(cx, &frames[..n])
+    })
+    .await;
+    written.is_ok() && ws.flush().await.is_ok()
 }
 
 /// A WebSocket handshake with a `sid`: the probe, then the switch from polling.
@@ -214,7 +217,7 @@ pub(crate) async fn upgrade(engine: Arc<Engine>, socket: Arc<EngineSocket>, mut 
                 match decode(msg) {
                     Incoming::Packet(Packet::Ping(p)) if p.as_str() == "probe" && !probed => {
                         probed = true;
-                        if ws.send(text_message(&Str::from_static("3probe"))).await.is_err() {
+                        if ws.send(OpCode::Text, b"3probe").await.is_err() {
                             break false;
                         }
                         // Release a pending poll so the client can send the upgrade.

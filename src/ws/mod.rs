@@ -29,19 +29,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::config::RequestInfo;
 use crate::proto::Str;
+use crate::proto::wsframe::{Limits, Message, OpCode, Role};
 use crate::tls::ClientTls;
 use crate::transport::http::{Routes, ServerHandle};
+use crate::transport::wsio::WsStream;
 
 /// WebSocket limits and options (server and client).
 #[derive(Debug, Clone)]
@@ -70,7 +68,8 @@ pub struct WsConfig {
     pub headers: Vec<(String, String)>,
     /// Client: time allowed for TCP, TLS and the upgrade. Default 10 s.
     pub handshake_timeout: Duration,
-    /// Read buffer per connection, in bytes. Default 4096.
+    /// Unused since tether reads WebSocket frames itself (reads go through a buffer on
+    /// the stack and an idle connection keeps none); kept for source compatibility.
     pub read_buffer_size: usize,
     /// Client: trust for `wss://` (default the Mozilla roots).
     pub tls: ClientTls,
@@ -96,12 +95,12 @@ impl Default for WsConfig {
 }
 
 impl WsConfig {
-    fn tungstenite(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size.max(1024))
-            .write_buffer_size(0)
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_frame_size))
+    fn limits(&self) -> Limits {
+        Limits {
+            max_frame: self.max_frame_size,
+            max_message: self.max_message_size,
+            max_fragments: self.max_fragments,
+        }
     }
 }
 
@@ -169,9 +168,12 @@ struct Handlers {
 }
 
 enum Out {
-    Msg(Message),
+    Msg(OpCode, Bytes),
     Close(u16, String),
 }
+
+/// Most bytes gathered from the send queue before one write.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 struct ConnInner {
     id: u64,
@@ -316,20 +318,21 @@ impl WsConn {
 
     /// Queue a text message.
     pub fn send_text(&self, text: &str) -> Result<(), WsSendError> {
-        self.push(Out::Msg(Message::Text(Utf8Bytes::from(text))))
+        self.push(Out::Msg(
+            OpCode::Text,
+            Bytes::copy_from_slice(text.as_bytes()),
+        ))
     }
 
     /// Queue a binary message.
     pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), WsSendError> {
-        self.push(Out::Msg(Message::Binary(data.into())))
+        self.push(Out::Msg(OpCode::Binary, data.into()))
     }
 
     /// Queue a message.
     pub fn send(&self, msg: WsMessage) -> Result<(), WsSendError> {
         match msg {
-            WsMessage::Text(t) => {
-                self.push(Out::Msg(crate::transport::websocket::text_message(&t)))
-            }
+            WsMessage::Text(t) => self.push(Out::Msg(OpCode::Text, t.into_bytes())),
             WsMessage::Binary(b) => self.send_binary(b),
         }
     }
@@ -369,7 +372,7 @@ impl WsConn {
     /// Drive the connection until it closes.
     async fn run<S>(
         self,
-        mut ws: WebSocketStream<S>,
+        mut ws: WsStream<S>,
         mut rx: mpsc::Receiver<Out>,
         keepalive: Option<Duration>,
     ) where
@@ -378,13 +381,17 @@ impl WsConn {
         let mut last_seen = tokio::time::Instant::now();
         let tick = keepalive.unwrap_or(Duration::from_secs(3600));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+        let gone = || CloseInfo {
+            code: 1006,
+            reason: String::new(),
+            by_peer: false,
+        };
         let info = loop {
             tokio::select! {
                 msg = ws.next() => {
                     last_seen = tokio::time::Instant::now();
                     match msg {
-                        Some(Ok(Message::Text(t))) => {
-                            let s = Str::try_from_bytes(Bytes::from(t)).unwrap_or_default();
+                        Some(Ok(Message::Text(s))) => {
                             if let Some(h) = self.handlers().message {
                                 h(&self, WsMessage::Text(s));
                             }
@@ -395,67 +402,85 @@ impl WsConn {
                             }
                         }
                         Some(Ok(Message::Close(frame))) => {
-                            // tungstenite queued the echo of the close frame; flush it.
-                            let _ = ws.flush().await;
+                            // The stream queued the echo of the close frame; send it.
+                            let _ = tokio::time::timeout(Duration::from_secs(2), ws.shutdown()).await;
                             let (code, reason) = frame
-                                .map(|f| (u16::from(f.code), f.reason.to_string()))
+                                .map(|f| (f.code, f.reason))
                                 .unwrap_or((1005, String::new()));
                             break CloseInfo { code, reason, by_peer: true };
                         }
-                        Some(Ok(_)) => {
-                            // Ping (answered by tungstenite on the next write) or pong.
-                            let _ = ws.flush().await;
-                        }
+                        // Ping (answered by the stream) or pong.
+                        Some(Ok(_)) => {}
                         Some(Err(e)) => {
-                            let (code, reason) = close_for_error(&e);
-                            let _ = ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason.as_str()) })).await;
+                            let (code, reason) = e.close();
+                            if code != 1006 {
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(2),
+                                    ws.close(Some((code, reason.as_str()))),
+                                )
+                                .await;
+                            }
                             break CloseInfo { code, reason, by_peer: false };
                         }
-                        None => break CloseInfo { code: 1006, reason: String::new(), by_peer: false },
+                        None => break gone(),
                     }
                 }
                 out = rx.recv() => {
-                    let Some(out) = out else {
-                        break CloseInfo { code: 1006, reason: String::new(), by_peer: false };
-                    };
+                    let Some(out) = out else { break gone() };
+                    let mut close = None;
                     match out {
-                        Out::Msg(m) => {
+                        Out::Msg(op, m) => {
                             self.inner.queued.fetch_sub(1, Ordering::AcqRel);
-                            if ws.feed(m).await.is_err() {
-                                break CloseInfo { code: 1006, reason: String::new(), by_peer: false };
-                            }
-                            let mut failed = false;
-                            while let Ok(out) = rx.try_recv() {
-                                match out {
-                                    Out::Msg(m) => {
-                                        self.inner.queued.fetch_sub(1, Ordering::AcqRel);
-                                        if ws.feed(m).await.is_err() {
-                                            failed = true;
-                                            break;
-                                        }
+                            match rx.try_recv() {
+                                // One message: written straight from its buffer.
+                                Err(_) => {
+                                    if ws.write_frames(&[(op, &m)]).await.is_err() {
+                                        break gone();
                                     }
-                                    Out::Close(code, reason) => {
-                                        let _ = ws.flush().await;
-                                        return self.close_and_finish(ws, code, reason).await;
+                                }
+                                Ok(next) => {
+                                    ws.queue(op, &m);
+                                    match next {
+                                        Out::Msg(op, m) => {
+                                            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+                                            ws.queue(op, &m);
+                                        }
+                                        Out::Close(code, reason) => close = Some((code, reason)),
                                     }
                                 }
                             }
-                            if failed || ws.flush().await.is_err() {
-                                break CloseInfo { code: 1006, reason: String::new(), by_peer: false };
-                            }
-                            if self.inner.queued.load(Ordering::Acquire) < self.inner.high_water / 2 {
-                                self.inner.above.store(false, Ordering::Release);
+                            while close.is_none() && ws.pending_out() > 0 && ws.pending_out() < MAX_BATCH_BYTES {
+                                match rx.try_recv() {
+                                    Ok(Out::Msg(op, m)) => {
+                                        self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+                                        ws.queue(op, &m);
+                                    }
+                                    Ok(Out::Close(code, reason)) => {
+                                        close = Some((code, reason));
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
                             }
                         }
-                        Out::Close(code, reason) => return self.close_and_finish(ws, code, reason).await,
+                        Out::Close(code, reason) => close = Some((code, reason)),
+                    }
+                    if let Some((code, reason)) = close {
+                        return self.close_and_finish(ws, code, reason).await;
+                    }
+                    if ws.flush().await.is_err() {
+                        break gone();
+                    }
+                    if self.inner.queued.load(Ordering::Acquire) < self.inner.high_water / 2 {
+                        self.inner.above.store(false, Ordering::Release);
                     }
                 }
                 _ = ticker.tick(), if keepalive.is_some() => {
                     if last_seen.elapsed() >= tick * 2 {
                         break CloseInfo { code: 1006, reason: "keepalive timeout".into(), by_peer: false };
                     }
-                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
-                        break CloseInfo { code: 1006, reason: String::new(), by_peer: false };
+                    if ws.send(OpCode::Ping, b"").await.is_err() {
+                        break gone();
                     }
                 }
             }
@@ -463,18 +488,17 @@ impl WsConn {
         self.finish(info);
     }
 
-    async fn close_and_finish<S>(self, mut ws: WebSocketStream<S>, code: u16, reason: String)
+    async fn close_and_finish<S>(self, mut ws: WsStream<S>, code: u16, reason: String)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: Utf8Bytes::from(reason.as_str()),
-        };
-        let _ = ws.close(Some(frame)).await;
-        // Wait (briefly) for the peer's close frame so it sees a clean closing handshake.
+        // Send what is queued, the close frame, then wait (briefly) for the peer's close
+        // frame so it sees a clean closing handshake.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = ws.next().await {}
+            if ws.close(Some((code, reason.as_str()))).await.is_ok() {
+                while let Some(Ok(_)) = ws.next().await {}
+                let _ = ws.shutdown().await;
+            }
         })
         .await;
         self.finish(CloseInfo {
@@ -482,40 +506,6 @@ impl WsConn {
             reason,
             by_peer: false,
         });
-    }
-}
-
-/// Whether the error means the peer went away (TCP closed without a close frame).
-pub(crate) fn is_peer_gone(e: &tokio_tungstenite::tungstenite::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as E;
-    use tokio_tungstenite::tungstenite::error::ProtocolError;
-    match e {
-        E::ConnectionClosed | E::AlreadyClosed => true,
-        E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
-        E::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::UnexpectedEof
-                | std::io::ErrorKind::ConnectionAborted
-        ),
-        _ => false,
-    }
-}
-
-/// The RFC 6455 close code for a protocol failure.
-pub(crate) fn close_for_error(e: &tokio_tungstenite::tungstenite::Error) -> (u16, String) {
-    use tokio_tungstenite::tungstenite::Error as E;
-    use tokio_tungstenite::tungstenite::error::CapacityError;
-    match e {
-        E::Capacity(CapacityError::MessageTooLong { .. }) => (1009, "message too big".into()),
-        E::Capacity(_) => (1009, "frame too big".into()),
-        E::Utf8(_) => (1007, "invalid utf-8".into()),
-        E::Protocol(p) => (1002, p.to_string()),
-        E::Io(io) if io.to_string() == crate::transport::frame_guard::TOO_MANY_FRAGMENTS => {
-            (1009, "too many fragments".into())
-        }
-        _ => (1006, e.to_string()),
     }
 }
 
@@ -618,14 +608,7 @@ impl WsServer {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let stream =
-            crate::transport::frame_guard::FrameGuard::new(stream, self.config.max_fragments);
-        let ws = WebSocketStream::from_raw_socket(
-            stream,
-            tokio_tungstenite::tungstenite::protocol::Role::Server,
-            Some(self.config.tungstenite()),
-        )
-        .await;
+        let ws = WsStream::new(stream, Role::Server, self.config.limits(), BytesMut::new());
         let (conn, rx) = WsConn::new(&self.config, protocol, Some(request));
         (self.on_connection)(conn.clone());
         conn.run(ws, rx, self.config.keepalive).await;
@@ -676,7 +659,6 @@ impl WsClient {
     /// Connect to `url` (`ws://` or `wss://`). Handlers given to the builder are in
     /// place before the first message; the connection runs on the current tokio runtime.
     pub async fn connect(&self, url: &str) -> Result<WsConn, WsConnectError> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let uri: http::Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| WsConnectError::InvalidUrl(e.to_string()))?;
@@ -689,37 +671,49 @@ impl WsClient {
                 )));
             }
         };
-        let host = uri
+        let authority = uri
+            .authority()
+            .ok_or_else(|| WsConnectError::InvalidUrl(format!("{url}: no host")))?;
+        if authority.as_str().contains('@') {
+            return Err(WsConnectError::InvalidUrl(format!(
+                "{url}: credentials in the url are not supported"
+            )));
+        }
+        let host_header = authority.as_str().to_owned();
+        let host = authority
             .host()
-            .ok_or_else(|| WsConnectError::InvalidUrl(format!("{url}: no host")))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let mut req = url
-            .into_client_request()
-            .map_err(|e| WsConnectError::InvalidUrl(e.to_string()))?;
-        if !self.config.subprotocols.is_empty() {
-            let v = HeaderValue::from_str(&self.config.subprotocols.join(", "))
-                .map_err(|e| WsConnectError::InvalidUrl(e.to_string()))?;
-            req.headers_mut()
-                .insert(http::header::SEC_WEBSOCKET_PROTOCOL, v);
+        if host.is_empty() {
+            return Err(WsConnectError::InvalidUrl(format!("{url}: no host")));
         }
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("/");
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        let mut headers = http::HeaderMap::new();
         for (k, v) in &self.config.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| WsConnectError::InvalidUrl(format!("header {k}: {e}")))?;
             let value = HeaderValue::from_str(v)
                 .map_err(|e| WsConnectError::InvalidUrl(format!("header {k}: {e}")))?;
-            req.headers_mut().append(name, value);
+            headers.append(name, value);
         }
         let config = self.config.clone();
-        let offered = self.config.subprotocols.clone();
         let handshake = async move {
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
                 .await
                 .map_err(|e| WsConnectError::Io(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
-            let io: crate::tls::BoxIo = if secure {
+            let mut io: crate::tls::BoxIo = if secure {
                 Box::new(
                     config
                         .tls
@@ -730,38 +724,24 @@ impl WsClient {
             } else {
                 Box::new(tcp)
             };
-            tokio_tungstenite::client_async_with_config(req, io, Some(config.tungstenite()))
-                .await
-                .map_err(|e| {
-                    use tokio_tungstenite::tungstenite::Error as E;
-                    use tokio_tungstenite::tungstenite::error::ProtocolError;
-                    match e {
-                        E::Http(r) => WsConnectError::Refused(r.status().as_u16()),
-                        E::Protocol(ProtocolError::SecWebSocketSubProtocolError(p)) => {
-                            WsConnectError::Subprotocol(format!(
-                                "{p} (offered: {})",
-                                offered.join(", ")
-                            ))
+            use crate::transport::wsio::{HandshakeError, client_handshake};
+            let done =
+                client_handshake(&mut io, &host_header, &path, &config.subprotocols, &headers)
+                    .await
+                    .map_err(|e| match e {
+                        HandshakeError::Status(s) => WsConnectError::Refused(s),
+                        e @ HandshakeError::Subprotocol { .. } => {
+                            WsConnectError::Subprotocol(e.to_string())
                         }
                         other => WsConnectError::Io(other.to_string()),
-                    }
-                })
+                    })?;
+            Ok::<_, WsConnectError>((io, done))
         };
-        let (ws, resp) = tokio::time::timeout(self.config.handshake_timeout, handshake)
+        let (io, done) = tokio::time::timeout(self.config.handshake_timeout, handshake)
             .await
             .map_err(|_| WsConnectError::Timeout)??;
-        let protocol = resp
-            .headers()
-            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Some(p) = &protocol
-            && !self.config.subprotocols.iter().any(|o| o == p)
-        {
-            return Err(WsConnectError::Subprotocol(format!(
-                "server chose {p}, not offered"
-            )));
-        }
+        let protocol = done.protocol;
+        let ws = WsStream::new(io, Role::Client, self.config.limits(), done.leftover);
         let (conn, rx) = WsConn::new(&self.config, protocol, None);
         if let Ok(mut h) = conn.inner.handlers.write() {
             *h = self.handlers.clone();
