@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::config::{EngineConfig, RequestInfo};
 use crate::proto::Str;
@@ -49,6 +49,21 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// The inverse of `reason as u8 + 1` (0 = none).
+    fn from_code(code: u8) -> Option<DisconnectReason> {
+        use DisconnectReason::*;
+        [
+            TransportClose,
+            TransportError,
+            PingTimeout,
+            ParseError,
+            ServerClose,
+            ServerShutdown,
+        ]
+        .into_iter()
+        .find(|r| *r as u8 + 1 == code)
+    }
+
     /// The reason's name as socket.io reports it (`"transport close"`, `"ping timeout"`, ...).
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -147,7 +162,10 @@ pub struct EngineSocket {
     ping_deadline: Mutex<Option<std::time::Instant>>,
     /// Serializes the processing of incoming data (one POST at a time).
     pub(crate) incoming: tokio::sync::Mutex<()>,
-    closed: watch::Sender<Option<DisconnectReason>>,
+    /// Woken (`notify_waiters`) when the session ends; see [`EngineSocket::closed`].
+    closed: Notify,
+    /// Why it ended: 0 while open, else `DisconnectReason as u8 + 1`.
+    reason: AtomicU8,
     close_once: AtomicBool,
     ext: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     /// The address counted by the engine's per-IP limiter (released on close).
@@ -318,7 +336,7 @@ impl EngineSocket {
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<DisconnectReason> {
-        *self.closed.borrow()
+        DisconnectReason::from_code(self.reason.load(Ordering::Acquire))
     }
 
     /// Whether the connection has ended.
@@ -326,9 +344,18 @@ impl EngineSocket {
         self.close_once.load(Ordering::Acquire)
     }
 
-    /// A receiver that changes once, when the connection ends.
-    pub(crate) fn closed_rx(&self) -> watch::Receiver<Option<DisconnectReason>> {
-        self.closed.subscribe()
+    /// Completes once the connection has ended (at once when it already has).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let woken = self.closed.notified();
+            tokio::pin!(woken);
+            // Registered before the check: a close in between still wakes us.
+            woken.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Close the connection from the server side. The peer gets a close packet when the
@@ -357,7 +384,8 @@ impl EngineSocket {
             return;
         }
         tracing::debug!(sid = %self.id, %reason, "engine.io connection closed");
-        self.closed.send_replace(Some(reason));
+        self.reason.store(reason as u8 + 1, Ordering::Release);
+        self.closed.notify_waiters();
         if let Ok(mut h) = self.high_water_hooks.lock() {
             h.clear();
         }
@@ -508,7 +536,6 @@ impl Engine {
         let capacity = self.config.send_queue_capacity.max(4);
         let (tx, rx) = queue::frame_queue(capacity + CONTROL_RESERVE);
         let admitted = admitted.then_some(req.peer.ip());
-        let (closed, _) = watch::channel(None);
         let socket = Arc::new(EngineSocket {
             id: id.clone(),
             engine: Arc::downgrade(self),
@@ -526,7 +553,8 @@ impl Engine {
             carry: Mutex::new(None),
             ping_deadline: Mutex::new(None),
             incoming: tokio::sync::Mutex::new(()),
-            closed,
+            closed: Notify::new(),
+            reason: AtomicU8::new(0),
             close_once: AtomicBool::new(false),
             ext: Mutex::new(None),
             admitted,

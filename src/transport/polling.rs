@@ -63,7 +63,6 @@ async fn poll_locked(
     socket: &Arc<EngineSocket>,
     rx: &mut tokio::sync::MutexGuard<'_, crate::engine::FrameRx>,
 ) -> Resp {
-    let mut closed = socket.closed_rx();
     // Register for kicks before looking at the upgrade state, so none is missed.
     let kick = socket.poll_kick.notified();
     tokio::pin!(kick);
@@ -74,7 +73,7 @@ async fn poll_locked(
         tokio::select! {
             _ = &mut kick => {}
             _ = tokio::time::sleep(UPGRADE_CHECK) => {}
-            _ = closed.changed() => {}
+            _ = socket.closed() => {}
         }
         if socket.transport() != TransportType::Polling {
             return engine_error(EngineError::BadRequest);
@@ -95,7 +94,7 @@ async fn poll_locked(
                 }
                 Some(Packet::Noop.encode())
             }
-            _ = closed.changed() => None,
+            _ = socket.closed() => None,
         }
     };
     let mut enc = PayloadEncoder::new();

@@ -90,9 +90,8 @@ pub(crate) async fn run(
     mut ws: Ws,
     mut rx: tokio::sync::MutexGuard<'_, crate::engine::FrameRx>,
 ) {
-    let mut closed = socket.closed_rx();
     // One future for the whole loop (re-arming it every turn costs ~7 % per message).
-    let closed_fut = closed.changed();
+    let closed_fut = socket.closed();
     tokio::pin!(closed_fut);
     let mut close_code = 1000u16;
     let carried = socket.carry.lock().ok().and_then(|mut c| c.take());
@@ -204,14 +203,13 @@ async fn write_batch(ws: &mut Ws, rx: &mut crate::engine::FrameRx, first: Frame)
 /// A WebSocket handshake with a `sid`: the probe, then the switch from polling.
 pub(crate) async fn upgrade(engine: Arc<Engine>, socket: Arc<EngineSocket>, mut ws: Ws) {
     let timeout = engine.config.upgrade_timeout;
-    let mut closed = socket.closed_rx();
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut probed = false;
     let upgraded = loop {
         tokio::select! {
             _ = &mut deadline => break false,
-            _ = closed.changed() => break false,
+            _ = socket.closed() => break false,
             msg = ws.next() => {
                 let Some(msg) = msg else { break false };
                 match decode(msg) {
