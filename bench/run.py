@@ -368,7 +368,7 @@ def targets(summary):
     if p is not None and q:
         add("S4 Python binding vs python-socketio (S1b)", p / q, TARGET_S4_PY_VS_PYTHON, p / q >= TARGET_S4_PY_VS_PYTHON)
     else:
-        add("S4 Python binding vs python-socketio", None, TARGET_S4_PY_VS_PYTHON, None, "TODO: no Python bench server yet")
+        add("S4 Python binding vs python-socketio", None, TARGET_S4_PY_VS_PYTHON, None, "not in this run (bench/run.sh builds bindings/python; see bench/peers/tether_py)")
     return out
 
 
