@@ -271,6 +271,23 @@ thread_local! {
     static CURRENT: std::cell::RefCell<Option<Current>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Sets [`CURRENT`] for a handler's run and restores the previous value when dropped
+/// (also when the handler's job unwinds).
+struct CurrentGuard(Option<Current>);
+
+impl CurrentGuard {
+    fn set(c: Current) -> CurrentGuard {
+        CurrentGuard(CURRENT.with(|x| x.replace(Some(c))))
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CURRENT.with(|x| *x.borrow_mut() = prev);
+    }
+}
+
 /// The socket of the running handler when `to` is its sid object, `srv` its server and
 /// `nsp` (None: `/`) its namespace.
 fn current_socket(to: &Bound<'_, PyAny>, srv: &Arc<Srv>, nsp: Option<&str>) -> Option<SocketRef> {
@@ -359,15 +376,12 @@ impl NsR {
         let tuple = args_tuple(py, Some(sid.clone().into_any()), &args);
         match tuple {
             Ok(t) => {
-                let prev = CURRENT.with(|c| {
-                    c.replace(Some(Current {
-                        sid: sid.as_ptr() as usize,
-                        srv: self.srv.as_ptr() as usize,
-                        socket,
-                    }))
+                let _current = CurrentGuard::set(Current {
+                    sid: sid.as_ptr() as usize,
+                    srv: self.srv.as_ptr() as usize,
+                    socket,
                 });
                 invoke(py, &h, t, ack, self.shared.is_async(), &what);
-                CURRENT.with(|c| *c.borrow_mut() = prev);
             }
             Err(e) => report(py, e, &what()),
         }
