@@ -82,6 +82,11 @@ def server_commands(args):
         servers["tether-cabi"] = shlex.split(os.environ["TETHER_BENCH_CABI_CMD"]) + ["0"]
     if os.environ.get("TETHER_BENCH_PY_CMD"):
         servers["tether-python"] = shlex.split(os.environ["TETHER_BENCH_PY_CMD"]) + ["0"]
+    elif os.environ.get("TETHER_BENCH_PY"):
+        # The Python binding's peer (bench/peers/tether_py), with the interpreter run.sh
+        # built the package for.
+        servers["tether-python"] = [os.environ["TETHER_BENCH_PY"],
+                                    os.path.join(BENCH, "peers", "tether_py", "echo_server.py"), "0"]
     chosen = args.servers.split(",") if args.servers else list(servers)
     out = {}
     for name in chosen:
@@ -363,7 +368,7 @@ def targets(summary):
     if p is not None and q:
         add("S4 Python binding vs python-socketio (S1b)", p / q, TARGET_S4_PY_VS_PYTHON, p / q >= TARGET_S4_PY_VS_PYTHON)
     else:
-        add("S4 Python binding vs python-socketio", None, TARGET_S4_PY_VS_PYTHON, None, "TODO: no Python bench server yet")
+        add("S4 Python binding vs python-socketio", None, TARGET_S4_PY_VS_PYTHON, None, "not in this run (bench/run.sh builds bindings/python; see bench/peers/tether_py)")
     return out
 
 

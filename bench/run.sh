@@ -79,6 +79,16 @@ else
     cp "$REQS" "$STAMP"
   fi
 fi
+# tether's Python binding (S4): built into $TETHER_VENV (default <repo>/.venv) unless a
+# command is given in TETHER_BENCH_PY_CMD; a failed build leaves it out of the rotation.
+if [ "$SMOKE" = 0 ] && [ -z "${TETHER_BENCH_PY_CMD:-}" ]; then
+  step "bindings/python/build.sh (tether's Python binding, release)"
+  if TETHER_PY_PROFILE=release bash "$ROOT/bindings/python/build.sh"; then
+    export TETHER_BENCH_PY="${TETHER_VENV:-$ROOT/.venv}/bin/python"
+  else
+    echo "bench: the Python binding did not build; tether-python is left out" >&2
+  fi
+fi
 export TETHER_BENCH_LOADGEN="$BENCH/target/release/loadgen"
 
 exec python3 "$BENCH/run.py" "$@"

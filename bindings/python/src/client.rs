@@ -51,6 +51,7 @@ struct State {
 
 struct Options {
     reconnection: Reconnection,
+    tls: Option<tether_core::tls::ClientTls>,
 }
 
 pub(crate) struct Cl {
@@ -396,8 +397,10 @@ impl Client {
         reconnection_delay = 1.0,
         reconnection_delay_max = 5.0,
         randomization_factor = 0.5,
+        ssl_verify = None,
         **_options
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         reconnection: bool,
@@ -405,9 +408,11 @@ impl Client {
         reconnection_delay: f64,
         reconnection_delay_max: f64,
         randomization_factor: f64,
+        ssl_verify: Option<&Bound<'_, PyAny>>,
         _options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let c = core(py)?;
+        let tls = crate::tls::client_tls(py, ssl_verify)?;
         let reconnection = Reconnection {
             enabled: reconnection,
             attempts: (reconnection_attempts > 0).then_some(reconnection_attempts),
@@ -420,7 +425,7 @@ impl Client {
                 core: c.clone(),
                 target: OnceLock::new(),
             }),
-            opts: Options { reconnection },
+            opts: Options { reconnection, tls },
             state: Mutex::new(State::default()),
             nss: RwLock::new(HashMap::new()),
             finished: Mutex::new(true),
@@ -921,6 +926,9 @@ impl Client {
             .path(format!("/{}/", socketio_path.trim_matches('/')))
             .reconnection(cl.opts.reconnection.clone())
             .timeout(timeout);
+        if let Some(t) = &cl.opts.tls {
+            b = b.tls(t.clone());
+        }
         if let Some(h) = headers {
             for (k, v) in h.iter() {
                 b = b.header(k.extract::<String>()?, v.str()?.to_cow()?.into_owned());

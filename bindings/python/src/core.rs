@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
@@ -37,11 +36,99 @@ enum Msg {
     Stop,
 }
 
+/// The dispatch thread's queue.
+///
+/// Jobs come in batches: a runtime thread reads every ready socket, each event a job.
+/// Waking the dispatch thread at the first one would make both threads take turns per
+/// event (on one core, a context switch each way); instead a job posted from a runtime
+/// thread while the dispatch thread sleeps schedules one wake-up task behind the other
+/// ready tasks of that thread ([`tokio::task::yield_now`]), so the dispatch thread
+/// wakes once for the whole batch. From any other thread the wake-up is immediate. The
+/// wake-up task wakes it when it runs or is dropped (a runtime shutting down), and the
+/// dispatch thread rechecks every second anyway.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Msg>,
+    /// The dispatch thread waits on `cv`.
+    sleeping: bool,
+    /// A wake-up task is scheduled.
+    wake_pending: bool,
+}
+
+impl Queue {
+    fn push(self: &Arc<Queue>, msg: Msg) {
+        let mut st = lock(&self.state);
+        st.jobs.push_back(msg);
+        if !st.sleeping || st.wake_pending {
+            return;
+        }
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            st.wake_pending = true;
+            drop(st);
+            let waker = WakeOnDrop(self.clone());
+            h.spawn(async move {
+                tokio::task::yield_now().await;
+                drop(waker);
+            });
+            return;
+        }
+        drop(st);
+        self.cv.notify_one();
+    }
+
+    fn wake(&self) {
+        let mut st = lock(&self.state);
+        st.wake_pending = false;
+        if st.sleeping {
+            drop(st);
+            self.cv.notify_one();
+        }
+    }
+
+    /// Move what is queued into `out`; false when nothing was.
+    fn take_ready(&self, out: &mut VecDeque<Msg>) -> bool {
+        let mut st = lock(&self.state);
+        if st.jobs.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut st.jobs, out);
+        true
+    }
+
+    /// Wait until something is queued (or a second passed) and move it into `out`.
+    fn wait(&self, out: &mut VecDeque<Msg>) {
+        let mut st = lock(&self.state);
+        if st.jobs.is_empty() {
+            st.sleeping = true;
+            st = match self.cv.wait_timeout(st, Duration::from_secs(1)) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+            st.sleeping = false;
+        }
+        std::mem::swap(&mut st.jobs, out);
+    }
+}
+
+/// Wakes the dispatch thread when dropped (the deferred wake-up of [`Queue::push`]).
+struct WakeOnDrop(Arc<Queue>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.wake();
+    }
+}
+
 /// The process's runtime and dispatch queue.
 pub(crate) struct Core {
     pub rt: Runtime,
-    tx: Sender<Msg>,
-    rx: Receiver<Msg>,
+    queue: Arc<Queue>,
     pid: u32,
     /// The dispatch thread's `threading.get_ident()`, once it runs.
     thread_ident: Mutex<Option<u64>>,
@@ -108,11 +195,9 @@ pub(crate) fn core(py: Python<'_>) -> Result<Arc<Core>> {
         .workers(workers)
         .thread_name("tether-worker")
         .build()?;
-    let (tx, rx) = crossbeam_channel::unbounded();
     let c = Arc::new(Core {
         rt,
-        tx,
-        rx,
+        queue: Arc::new(Queue::default()),
         pid: std::process::id(),
         thread_ident: Mutex::new(None),
         done: Mutex::new(false),
@@ -158,18 +243,17 @@ impl DispatchLoop {
         {
             *lock(&c.thread_ident) = Some(ident);
         }
-        loop {
-            let msg = match c.rx.try_recv() {
-                Ok(m) => m,
-                Err(TryRecvError::Empty) => match py.detach(|| c.rx.recv()) {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
-                Err(TryRecvError::Disconnected) => break,
-            };
-            match msg {
-                Msg::Job(job) => run_job(py, job),
-                Msg::Stop => break,
+        let mut batch = VecDeque::new();
+        'run: loop {
+            // Everything queued, under one lock; without the GIL only when nothing is.
+            if !c.queue.take_ready(&mut batch) {
+                py.detach(|| c.queue.wait(&mut batch));
+            }
+            while let Some(msg) = batch.pop_front() {
+                match msg {
+                    Msg::Job(job) => run_job(py, job),
+                    Msg::Stop => break 'run,
+                }
             }
         }
         *lock(&c.done) = true;
@@ -187,7 +271,7 @@ pub(crate) fn run_job(py: Python<'_>, job: Job) {
 impl Core {
     /// Post a job to the dispatch thread.
     pub(crate) fn post(&self, job: Job) {
-        let _ = self.tx.send(Msg::Job(job));
+        self.queue.push(Msg::Job(job));
     }
 
     /// Whether the current thread is the dispatch thread.
@@ -238,7 +322,7 @@ pub(crate) fn _shutdown(py: Python<'_>, timeout: f64) {
     let on_thread = c.on_dispatch_thread(py);
     let rt = c.rt.clone();
     let _ = py.detach(move || rt.shutdown(t));
-    let _ = c.tx.send(Msg::Stop);
+    c.queue.push(Msg::Stop);
     if on_thread {
         return;
     }

@@ -339,3 +339,14 @@ impl From<WsConnectError> for Error {
 }
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+impl From<tether_core::adapter::AdapterError> for Error {
+    fn from(e: tether_core::adapter::AdapterError) -> Self {
+        use tether_core::adapter::AdapterError as A;
+        match e {
+            A::Config(m) => Error::Value(format!("invalid Redis setting: {m}")),
+            A::Timeout(what) => Error::Timeout(format!("timeout reached while waiting for {what}")),
+            A::Unavailable(m) => Error::Connection(format!("Redis unavailable: {m}")),
+        }
+    }
+}

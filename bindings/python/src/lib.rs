@@ -9,9 +9,10 @@ mod client;
 mod convert;
 mod core;
 mod errors;
-mod gate;
 mod handler;
+mod redis;
 mod server;
+mod tls;
 mod ws;
 
 use pyo3::prelude::*;
@@ -39,6 +40,7 @@ fn _tether(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_report, m)?)?;
     m.add_class::<handler::Ack>()?;
     m.add_class::<server::Server>()?;
+    m.add_class::<redis::RedisEmitter>()?;
     m.add_class::<client::Client>()?;
     m.add_class::<ws::WsServer>()?;
     m.add_class::<ws::WsConnection>()?;

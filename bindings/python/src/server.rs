@@ -35,10 +35,13 @@ impl Shared {
     /// Hand a job to the object's target, through the runtime's gate (after the runtime
     /// shut down nothing more is posted).
     pub(crate) fn post(&self, job: crate::core::Job) {
-        let Some(t) = self.target.get().cloned() else {
+        let Some(t) = self.target.get() else {
             return;
         };
-        self.core.rt.deliver(Box::new(move || t.post(job)));
+        if self.core.rt.is_shut_down() {
+            return;
+        }
+        t.post(job);
     }
 
     pub(crate) fn is_async(&self) -> bool {
@@ -63,28 +66,15 @@ struct NsR {
     srv: Weak<Srv>,
 }
 
-/// Operations made in a connect handler on the provisional sid, replayed once the
-/// socket exists (see [`Provisional`]).
+/// Operations a connect handler makes on its socket's sid before the socket exists
+/// (the core creates it when the decision is applied): recorded, and replayed on the
+/// socket as soon as it is accepted, after the client was told it is connected.
 #[derive(Default)]
 struct PendingOps {
     nsp: String,
     rooms: Vec<String>,
     emits: Vec<(String, Args)>,
     refuse: bool,
-}
-
-/// The core assigns a socket's id when it accepts the socket, after the middleware
-/// answered; a connect handler runs before that. It gets a provisional sid; what it does
-/// with it (enter_room, emit to it, disconnect) is recorded and replayed on the real
-/// socket, and the provisional sid stays an alias of the real one while it is connected.
-/// (With a core that exposes the id to the deferred middleware, the handler would get
-/// the real one: see the binding's notes.)
-#[derive(Default)]
-struct Provisional {
-    pending: HashMap<String, PendingOps>,
-    alias: HashMap<String, String>,
-    /// Real sid → its provisional alias (to forget the alias on disconnect).
-    reverse: HashMap<String, String>,
 }
 
 pub(crate) struct Srv {
@@ -100,8 +90,13 @@ pub(crate) struct Srv {
     closed_cv: Condvar,
     is_closed: AtomicBool,
     reg: Mutex<Option<Registration>>,
-    prov: Mutex<Provisional>,
-    prov_count: AtomicU64,
+    /// Sockets whose connect handler is running, by sid (see [`PendingOps`]).
+    pending: Mutex<HashMap<String, PendingOps>>,
+    pending_count: AtomicU64,
+    /// The Redis adapter (`client_manager`) and how long to wait for its subscriptions.
+    adapter: Option<(tether_core::adapter::RedisAdapter, Duration)>,
+    /// Serve https / wss with this certificate.
+    tls: Option<tether_core::tls::ServerTls>,
 }
 
 impl Closable for Srv {
@@ -167,12 +162,6 @@ fn reason_name(r: DisconnectReason) -> &'static str {
     }
 }
 
-thread_local! {
-    /// Set while a connect request is being accepted on this thread: the provisional sid,
-    /// so the connection handler (run inline by the core) links it to the real one.
-    static ACCEPTING: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
 impl Srv {
     fn check(&self) -> Result<()> {
         self.shared.core.check()?;
@@ -222,29 +211,19 @@ impl Srv {
         read(&self.nss).get(name).cloned()
     }
 
-    /// A real socket id for `sid` (provisional ones resolved).
-    fn resolve(&self, sid: &str) -> String {
-        if self.prov_count.load(Ordering::Acquire) == 0 {
-            return sid.to_owned();
-        }
-        let p = lock(&self.prov);
-        p.alias.get(sid).cloned().unwrap_or_else(|| sid.to_owned())
-    }
-
-    /// Run `f` on the pending operations of provisional `sid`, if it is one.
+    /// Run `f` on the pending operations of `sid`, if its connect handler is running.
     fn with_pending<R>(&self, sid: &str, f: impl FnOnce(&mut PendingOps) -> R) -> Option<R> {
-        if self.prov_count.load(Ordering::Acquire) == 0 {
+        if self.pending_count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut p = lock(&self.prov);
-        p.pending.get_mut(sid).map(f)
+        let mut p = lock(&self.pending);
+        p.get_mut(sid).map(f)
     }
 
     fn socket(&self, nsp: &str, sid: &str) -> Option<SocketRef> {
-        let sid = self.resolve(sid);
         match self.existing_ns(nsp) {
-            Some(n) => n.ns.get_socket(&sid),
-            None => self.io.of(nsp).get_socket(&sid),
+            Some(n) => n.ns.get_socket(sid),
+            None => self.io.of(nsp).get_socket(sid),
         }
     }
 
@@ -256,6 +235,77 @@ impl Srv {
     }
 }
 
+/// What the event closures of one socket share: its id, as a Python `str` made once.
+pub(crate) struct SockCtx {
+    sid: String,
+    py_sid: pyo3::sync::PyOnceLock<Py<PyString>>,
+}
+
+impl SockCtx {
+    fn new(socket: &SocketRef) -> Arc<SockCtx> {
+        Arc::new(SockCtx {
+            sid: socket.id().to_string(),
+            py_sid: pyo3::sync::PyOnceLock::new(),
+        })
+    }
+
+    fn py_sid<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.py_sid
+            .get_or_init(py, || PyString::new(py, &self.sid).unbind())
+            .bind(py)
+            .clone()
+    }
+}
+
+/// The event whose handler runs on this thread: `emit(..., to=sid)` with the very `str`
+/// the handler got goes straight to its socket.
+struct Current {
+    /// The address of the sid object the handler got (kept alive by its `SockCtx`).
+    sid: usize,
+    /// The address of the server (`Srv`) running it.
+    srv: usize,
+    socket: SocketRef,
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Current>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets [`CURRENT`] for a handler's run and restores the previous value when dropped
+/// (also when the handler's job unwinds).
+struct CurrentGuard(Option<Current>);
+
+impl CurrentGuard {
+    fn set(c: Current) -> CurrentGuard {
+        CurrentGuard(CURRENT.with(|x| x.replace(Some(c))))
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CURRENT.with(|x| *x.borrow_mut() = prev);
+    }
+}
+
+/// The socket of the running handler when `to` is its sid object, `srv` its server and
+/// `nsp` (None: `/`) its namespace.
+fn current_socket(to: &Bound<'_, PyAny>, srv: &Arc<Srv>, nsp: Option<&str>) -> Option<SocketRef> {
+    CURRENT.with(|c| {
+        let c = c.borrow();
+        let cur = c.as_ref()?;
+        if cur.sid != to.as_ptr() as usize || cur.srv != Arc::as_ptr(srv) as usize {
+            return None;
+        }
+        let name = cur.socket.ns().name();
+        let same = match nsp {
+            None | Some("") | Some("/") => name.as_str() == "/",
+            Some(n) => name.as_str().trim_start_matches('/') == n.trim_start_matches('/'),
+        };
+        same.then(|| cur.socket.clone())
+    })
+}
+
 impl NsR {
     fn handler(&self, event: &str) -> Option<Handler> {
         read(&self.handlers).events.get(event).cloned()
@@ -264,8 +314,9 @@ impl NsR {
     /// A socket joined (the core accepted it): hook its events and disconnect.
     fn on_connection(self: &Arc<Self>, socket: SocketRef) {
         let names: Vec<String> = read(&self.handlers).events.keys().cloned().collect();
+        let ctx = SockCtx::new(&socket);
         for name in &names {
-            self.install(&socket, name);
+            self.install(&socket, name, &ctx);
         }
         if read(&self.handlers).catch_all.is_some() {
             self.install_any(&socket);
@@ -273,9 +324,6 @@ impl NsR {
         let weak = Arc::downgrade(self);
         socket.on_disconnect(move |s, reason| {
             let Some(n) = weak.upgrade() else { return };
-            if let Some(srv) = n.srv.upgrade() {
-                srv.forget_alias(s.id().as_str());
-            }
             if read(&n.handlers).disconnect.is_none() {
                 return;
             }
@@ -284,38 +332,59 @@ impl NsR {
             n.shared
                 .post(Box::new(move |py| n2.run_disconnect(py, sid, reason)));
         });
-        // Accepted from a connect handler: link its provisional sid, replay its operations.
-        let prov = ACCEPTING.with(|a| a.borrow_mut().take());
-        if let Some(p) = prov
-            && let Some(srv) = self.srv.upgrade()
-        {
-            let ops = {
-                let mut pv = lock(&srv.prov);
-                let ops = pv.pending.remove(&p);
-                pv.alias.insert(p.clone(), socket.id().to_string());
-                pv.reverse.insert(socket.id().to_string(), p);
-                ops
-            };
-            if let Some(ops) = ops {
-                for r in ops.rooms {
-                    socket.join(r);
-                }
-                for (event, args) in ops.emits {
-                    let _ = socket.emit_args(&event, args);
-                }
+        // Accepted from a connect handler (this runs inside `ConnectDecision::accept`,
+        // before any later packet of the connection): replay what it did with the sid.
+        let ops = match self.srv.upgrade() {
+            Some(srv) => srv.take_pending(socket.id().as_str()),
+            None => None,
+        };
+        if let Some(ops) = ops {
+            for r in ops.rooms {
+                socket.join(r);
+            }
+            for (event, args) in ops.emits {
+                let _ = socket.emit_args(&event, args);
             }
         }
     }
 
-    fn install(self: &Arc<Self>, socket: &SocketRef, name: &str) {
+    fn install(self: &Arc<Self>, socket: &SocketRef, name: &str, ctx: &Arc<SockCtx>) {
         let weak = Arc::downgrade(self);
+        let ctx = ctx.clone();
         socket.on(name.to_owned(), move |s, ev| {
             let Some(n) = weak.upgrade() else { return };
-            let sid = s.id().to_string();
             let n2 = n.clone();
+            let ctx = ctx.clone();
+            let s = s.clone();
             n.shared
-                .post(Box::new(move |py| n2.run_event(py, sid, ev, false)));
+                .post(Box::new(move |py| n2.run_event_on(py, &ctx, s, ev)));
         });
+    }
+
+    /// Run the handler of `ev` (the hot path: the sid's `str` is made once per socket,
+    /// and `emit(..., to=sid)` from the handler finds the socket without a lookup).
+    fn run_event_on(&self, py: Python<'_>, ctx: &SockCtx, socket: SocketRef, ev: Event) {
+        let Event { name, args, ack } = ev;
+        let Some(h) = self.handler(&name) else { return };
+        let what = || {
+            format!(
+                "tether: error in handler for event {name:?} (namespace {})",
+                self.name
+            )
+        };
+        let sid = ctx.py_sid(py);
+        let tuple = args_tuple(py, Some(sid.clone().into_any()), &args);
+        match tuple {
+            Ok(t) => {
+                let _current = CurrentGuard::set(Current {
+                    sid: sid.as_ptr() as usize,
+                    srv: self.srv.as_ptr() as usize,
+                    socket,
+                });
+                invoke(py, &h, t, ack, self.shared.is_async(), &what);
+            }
+            Err(e) => report(py, e, &what()),
+        }
     }
 
     fn install_any(self: &Arc<Self>, socket: &SocketRef) {
@@ -412,10 +481,11 @@ impl NsR {
         let n = self.clone();
         let auth = ctx.handshake.auth.clone();
         let request = RequestInfo::clone(&ctx.handshake.request);
-        // Hold this connection's next messages until the decision is applied.
-        let hold = crate::gate::hold_current();
+        let sid = ctx.sid.to_string();
+        // The core holds this connection's later packets until the decision is applied
+        // and the socket's handlers are installed (`on_connection`).
         self.shared.post(Box::new(move |py| {
-            n.run_connect(py, auth, request, decision, hold)
+            n.run_connect(py, auth, request, decision, sid)
         }));
     }
 
@@ -425,7 +495,7 @@ impl NsR {
         auth: Value,
         request: RequestInfo,
         decision: ConnectDecision,
-        hold: Option<crate::gate::Hold>,
+        sid: String,
     ) {
         let what = || {
             format!(
@@ -440,26 +510,27 @@ impl NsR {
         let Some(srv) = self.srv.upgrade() else {
             return;
         };
-        let sid = provisional_sid();
         {
-            let mut p = lock(&srv.prov);
-            p.pending.insert(
+            let mut p = lock(&srv.pending);
+            if p.insert(
                 sid.clone(),
                 PendingOps {
                     nsp: self.name.clone(),
                     ..Default::default()
                 },
-            );
+            )
+            .is_none()
+            {
+                srv.pending_count.fetch_add(1, Ordering::AcqRel);
+            }
         }
-        srv.prov_count.fetch_add(1, Ordering::AcqRel);
         let req = ConnectRequest {
-            hold: Mutex::new(hold),
             decision: Mutex::new(Some(decision)),
             srv: Arc::downgrade(&srv),
             sid: sid.clone(),
         };
         let r = (|| -> PyResult<()> {
-            let environ = environ(py, &request)?;
+            let environ = environ(py, &request, srv.tls.is_some())?;
             let auth = match &auth {
                 Value::Object(o) if o.is_empty() => py.None().into_bound(py),
                 v => value_to_py(py, v)?,
@@ -489,32 +560,8 @@ impl NsR {
     }
 }
 
-static PROV_SEQ: AtomicU64 = AtomicU64::new(1);
-
-/// A provisional socket id: 20 URL-safe characters, like the core's.
-fn provisional_sid() -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = t ^ PROV_SEQ
-        .fetch_add(1, Ordering::Relaxed)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut y = x.rotate_left(29) ^ (std::process::id() as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let mut s = String::with_capacity(20);
-    for i in 0..20 {
-        let v = if i % 2 == 0 { &mut x } else { &mut y };
-        *v ^= *v << 13;
-        *v ^= *v >> 7;
-        *v ^= *v << 17;
-        s.push(A[(*v & 63) as usize] as char);
-    }
-    s
-}
-
 /// A WSGI-style environ of the handshake request (python-socketio's `environ`).
-fn environ<'py>(py: Python<'py>, r: &RequestInfo) -> PyResult<Bound<'py, PyDict>> {
+fn environ<'py>(py: Python<'py>, r: &RequestInfo, https: bool) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("REQUEST_METHOD", "GET")?;
     d.set_item("PATH_INFO", r.uri.path())?;
@@ -523,7 +570,7 @@ fn environ<'py>(py: Python<'py>, r: &RequestInfo) -> PyResult<Bound<'py, PyDict>
     d.set_item("SERVER_PROTOCOL", "HTTP/1.1")?;
     d.set_item("REMOTE_ADDR", r.peer.ip().to_string())?;
     d.set_item("REMOTE_PORT", r.peer.port().to_string())?;
-    d.set_item("wsgi.url_scheme", "http")?;
+    d.set_item("wsgi.url_scheme", if https { "https" } else { "http" })?;
     for (name, value) in &r.headers {
         let key = match name.as_str() {
             "content-type" => "CONTENT_TYPE".to_owned(),
@@ -543,24 +590,20 @@ fn environ<'py>(py: Python<'py>, r: &RequestInfo) -> PyResult<Bound<'py, PyDict>
 }
 
 impl Srv {
-    fn forget_alias(&self, real: &str) {
-        if self.prov_count.load(Ordering::Acquire) == 0 {
-            return;
+    /// Remove and return the pending operations of `sid`.
+    fn take_pending(&self, sid: &str) -> Option<PendingOps> {
+        if self.pending_count.load(Ordering::Acquire) == 0 {
+            return None;
         }
-        let mut p = lock(&self.prov);
-        if let Some(alias) = p.reverse.remove(real) {
-            p.alias.remove(&alias);
-            drop(p);
-            self.prov_count.fetch_sub(1, Ordering::AcqRel);
+        let ops = lock(&self.pending).remove(sid);
+        if ops.is_some() {
+            self.pending_count.fetch_sub(1, Ordering::AcqRel);
         }
+        ops
     }
 
     fn drop_pending(&self, sid: &str) {
-        let mut p = lock(&self.prov);
-        if p.pending.remove(sid).is_some() {
-            drop(p);
-            self.prov_count.fetch_sub(1, Ordering::AcqRel);
-        }
+        drop(self.take_pending(sid));
     }
 }
 
@@ -568,8 +611,6 @@ impl Srv {
 #[pyclass(frozen, module = "tether._tether")]
 pub(crate) struct ConnectRequest {
     decision: Mutex<Option<ConnectDecision>>,
-    /// Released (dropped) once the decision was applied: the held messages follow.
-    hold: Mutex<Option<crate::gate::Hold>>,
     srv: Weak<Srv>,
     sid: String,
 }
@@ -590,14 +631,11 @@ impl ConnectRequest {
                 s.drop_pending(&self.sid);
             }
             d.reject(ConnectError::new("Connection rejected by server"));
-            drop(lock(&self.hold).take());
             return;
         }
-        ACCEPTING.with(|a| *a.borrow_mut() = Some(self.sid.clone()));
+        // Runs `on_connection` on this thread, which replays the pending operations.
         d.accept();
-        ACCEPTING.with(|a| a.borrow_mut().take());
-        drop(lock(&self.hold).take());
-        // Not linked (the client left meanwhile): forget the pending operations.
+        // Not accepted after all (the client left meanwhile): forget them.
         if let Some(s) = self.srv.upgrade() {
             s.drop_pending(&self.sid);
         }
@@ -619,7 +657,6 @@ impl ConnectRequest {
             e = e.with_data(crate::convert::py_to_value(data, &mut bins)?);
         }
         d.reject(e);
-        drop(lock(&self.hold).take());
         Ok(())
     }
 }
@@ -633,7 +670,7 @@ impl Drop for ConnectRequest {
 }
 
 /// `str` or an iterable of `str` (None: empty).
-fn str_list(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<String>> {
+pub(crate) fn str_list(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<String>> {
     let Some(o) = obj else { return Ok(Vec::new()) };
     if o.is_none() {
         return Ok(Vec::new());
@@ -651,7 +688,7 @@ fn str_list(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<String>>
     Ok(v)
 }
 
-fn secs(v: f64, what: &str) -> PyResult<Duration> {
+pub(crate) fn secs(v: f64, what: &str) -> PyResult<Duration> {
     if !v.is_finite() || !(0.0..=1e9).contains(&v) {
         return Err(PyValueError::new_err(format!(
             "{what} must be a positive number of seconds"
@@ -724,6 +761,9 @@ impl Server {
         serve_client = true,
         transports = None,
         cors_credentials = false,
+        client_manager = None,
+        certfile = None,
+        keyfile = None,
         **_options
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -739,9 +779,13 @@ impl Server {
         serve_client: bool,
         transports: Option<&Bound<'_, PyAny>>,
         cors_credentials: bool,
+        client_manager: Option<&Bound<'_, PyAny>>,
+        certfile: Option<&str>,
+        keyfile: Option<&str>,
         _options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let c = core(py)?;
+        let tls = crate::tls::server_tls(certfile, keyfile)?;
         let mut engine = EngineConfig::default();
         let mut p = path.trim_matches('/').to_owned();
         p.insert(0, '/');
@@ -793,10 +837,18 @@ impl Server {
             serve_client,
             ..SioConfig::default()
         };
-        let io = Io::builder()
-            .engine_config(engine.clone())
-            .sio_config(sio)
-            .build();
+        let mut builder = Io::builder().engine_config(engine.clone()).sio_config(sio);
+        let mut adapter = None;
+        if let Some(m) = client_manager
+            && !m.is_none()
+        {
+            let settings = crate::redis::ManagerSettings::from_object(m)?;
+            let wait = settings.connect_timeout;
+            let a = settings.connect(py, &c)?;
+            builder = builder.adapter(a.clone());
+            adapter = Some((a, wait));
+        }
+        let io = builder.build();
         let shared = Arc::new(Shared {
             core: c.clone(),
             target: OnceLock::new(),
@@ -814,8 +866,10 @@ impl Server {
             closed_cv: Condvar::new(),
             is_closed: AtomicBool::new(false),
             reg: Mutex::new(None),
-            prov: Mutex::new(Provisional::default()),
-            prov_count: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            pending_count: AtomicU64::new(0),
+            adapter,
+            tls,
         });
         let reg =
             c.rt.register(Arc::downgrade(&srv) as Weak<dyn Closable>)
@@ -879,7 +933,7 @@ impl Server {
             name => {
                 write(&nsr.handlers).events.insert(name.to_owned(), h);
                 for s in nsr.ns.sockets() {
-                    nsr.install(&s, name);
+                    nsr.install(&s, name, &SockCtx::new(&s));
                 }
             }
         }
@@ -941,6 +995,20 @@ impl Server {
         callback: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         self.srv.check()?;
+        if callback.is_none()
+            && room.is_none_or(|r| r.is_none())
+            && skip_sid.is_none_or(|s| s.is_none())
+            && let Some(t) = to
+            && let Some(socket) = current_socket(t, &self.srv, namespace)
+        {
+            return match socket.emit_args(event, data_to_args(data)?) {
+                Ok(())
+                | Err(tether_core::sio::EmitError::Send(tether_core::engine::SendError::Closed)) => {
+                    Ok(())
+                }
+                Err(e) => Err(Error::from(e).into()),
+            };
+        }
         let args = data_to_args(data)?;
         let target = match to {
             Some(t) if !t.is_none() => Some(t),
@@ -1212,14 +1280,12 @@ impl Server {
             }
         }
         let mut routes = lock(&srv.routes).clone();
+        if let Some(t) = &srv.tls {
+            routes = routes.tls(t.clone());
+        }
         let engine = srv
             .engine
-            .get_or_init(|| {
-                Engine::new(
-                    srv.engine_config.clone(),
-                    crate::gate::Gated::new(srv.io.engine_handler()),
-                )
-            })
+            .get_or_init(|| Engine::new(srv.engine_config.clone(), srv.io.engine_handler()))
             .clone();
         if srv.serve_client {
             routes = routes.file(
@@ -1254,6 +1320,11 @@ impl Server {
             return Err(Error::ShutDown("the server is shut down".into()).into());
         }
         lock(&srv.handles).push(handle);
+        // The namespaces made since the server was created subscribe now: wait until
+        // they are live, so that the first broadcasts from other nodes arrive.
+        if let Some((a, wait)) = &srv.adapter {
+            crate::redis::ready(py, &srv.shared.core, a, *wait)?;
+        }
         Ok(port)
     }
 
@@ -1280,27 +1351,24 @@ impl Server {
         nsp: &str,
         event: &str,
         args: Args,
-        mut rooms: Vec<String>,
-        mut skip: Vec<String>,
+        rooms: Vec<String>,
+        skip: Vec<String>,
         callback: Option<Py<PyAny>>,
         timeout: Duration,
     ) -> PyResult<()> {
         let srv = &self.srv;
-        if srv.prov_count.load(Ordering::Acquire) != 0 {
-            if rooms.len() == 1
-                && skip.is_empty()
-                && callback.is_none()
-                && let Some(()) = srv.with_pending(&rooms[0], |o| {
-                    if o.nsp == nsp {
-                        o.emits.push((event.to_owned(), args.clone()));
-                    }
-                })
-            {
-                return Ok(());
-            }
-            for r in rooms.iter_mut().chain(skip.iter_mut()) {
-                *r = srv.resolve(r);
-            }
+        if rooms.len() == 1
+            && skip.is_empty()
+            && callback.is_none()
+            && let Some(true) = srv.with_pending(&rooms[0], |o| {
+                let mine = o.nsp == nsp;
+                if mine {
+                    o.emits.push((event.to_owned(), args.clone()));
+                }
+                mine
+            })
+        {
+            return Ok(());
         }
         let ns = srv.core_ns(nsp);
         if rooms.len() == 1

@@ -220,21 +220,25 @@ impl WsConnection {
 
 /// Connect to `url` (`ws://` / `wss://`), waiting without the GIL.
 #[pyfunction]
-#[pyo3(signature = (url, headers = None, subprotocols = None, timeout = 10.0))]
+#[pyo3(signature = (url, headers = None, subprotocols = None, timeout = 10.0, ssl_verify = None))]
 pub(crate) fn ws_connect(
     py: Python<'_>,
     url: &str,
     headers: Option<Vec<(String, String)>>,
     subprotocols: Option<Vec<String>>,
     timeout: f64,
+    ssl_verify: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<WsConnection> {
     let c = core(py)?;
-    let config = WsConfig {
+    let mut config = WsConfig {
         headers: headers.unwrap_or_default(),
         subprotocols: subprotocols.unwrap_or_default(),
         handshake_timeout: Duration::from_secs_f64(timeout.clamp(0.001, 3600.0)),
         ..WsConfig::default()
     };
+    if let Some(t) = crate::tls::client_tls(py, ssl_verify)? {
+        config.tls = t;
+    }
     // The queue is wired before the first message can arrive.
     let slot: Arc<Mutex<Option<Sender<In>>>> = Arc::new(Mutex::new(None));
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -309,19 +313,23 @@ pub(crate) struct WsServer {
     st: Arc<SrvState>,
     server: CoreWsServer,
     handler: Arc<Py<PyAny>>,
+    tls: Option<tether_core::tls::ServerTls>,
 }
 
 #[pymethods]
 impl WsServer {
     #[new]
-    #[pyo3(signature = (handler, subprotocols = None, max_message_size = 16777216))]
+    #[pyo3(signature = (handler, subprotocols = None, max_message_size = 16777216, certfile = None, keyfile = None))]
     fn new(
         py: Python<'_>,
         handler: Py<PyAny>,
         subprotocols: Option<Vec<String>>,
         max_message_size: usize,
+        certfile: Option<&str>,
+        keyfile: Option<&str>,
     ) -> PyResult<Self> {
         let c = core(py)?;
+        let tls = crate::tls::server_tls(certfile, keyfile)?;
         let st = Arc::new(SrvState {
             core: c.clone(),
             conns: Mutex::new(std::collections::HashMap::new()),
@@ -380,6 +388,7 @@ impl WsServer {
             st,
             server,
             handler,
+            tls,
         })
     }
 
@@ -391,6 +400,10 @@ impl WsServer {
             return Err(Error::ShutDown("the server is shut down".into()).into());
         }
         let server = self.server.clone();
+        let mut routes = tether_core::transport::http::Routes::new();
+        if let Some(t) = &self.tls {
+            routes = routes.tls(t.clone());
+        }
         let addr = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
@@ -400,7 +413,7 @@ impl WsServer {
         let handle = py
             .detach(move || {
                 rt.block_on(
-                    async move { server.listen(addr.as_str()).await },
+                    async move { server.listen_with(addr.as_str(), routes).await },
                     Duration::from_secs(30),
                 )
             })

@@ -53,7 +53,7 @@ def test_chat_server_and_client_example(spawn):
 def test_bench_echo_server_smoke(spawn):
     from conftest import HERE
 
-    srv = spawn([sys.executable, str(HERE.parent / "bench" / "echo_server.py"), "0"])
+    srv = spawn([sys.executable, str(HERE.parents[2] / "bench" / "peers" / "tether_py" / "echo_server.py"), "0"])
     inbox = Inbox()
     a = socketio.Client(reconnection=False)
     b = socketio.Client(reconnection=False)

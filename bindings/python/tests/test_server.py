@@ -207,9 +207,12 @@ def test_connect_refusal_with_data_and_false(inbox):
             return False
         if auth.get("token") != "good":
             raise tether.ConnectionRefusedError("not authorized", {"reason": "bad token"})
-        sio.enter_room(sid, "vip")  # on the provisional sid: replayed on the real socket
+        if auth.get("kick"):
+            sio.disconnect(sid)  # before the socket exists: a refusal
+            return
+        sio.enter_room(sid, "vip")  # applied once the socket exists, before its events
         sio.emit("welcome", "in", to=sid)
-        inbox.put("ok", environ["REQUEST_METHOD"], environ["HTTP_X_TEST"])
+        inbox.put("ok", sid, environ["REQUEST_METHOD"], environ["HTTP_X_TEST"])
 
     port = sio.listen()
     try:
@@ -227,10 +230,15 @@ def test_connect_refusal_with_data_and_false(inbox):
         c = client(port)
         c.on("welcome", inbox.handler("welcome"))
         join_server(c, port, auth={"token": "good"}, headers={"X-Test": "yes"})
-        assert inbox.next("ok") == ("GET", "yes")
+        assert inbox.next("ok") == (c.get_sid(), "GET", "yes")  # the sid the client sees
         assert inbox.next("welcome") == ("in",)
         assert sorted(sio.rooms(c.get_sid())) == sorted([c.get_sid(), "vip"])
         c.disconnect()
+        c = client(port)
+        c.on("connect_error", inbox.handler("connect_error"))
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            join_server(c, port, auth={"token": "good", "kick": True})
+        assert inbox.next("connect_error") == ({"message": "Connection rejected by server"},)
         # the Node client sees err.message and err.data
         script = (
             "import { io } from 'socket.io-client';"

@@ -74,6 +74,8 @@ __all__ = [
     "DisconnectedError",
     "ForkedProcessError",
     "QueueFullError",
+    "AsyncRedisManager",
+    "RedisManager",
     "Server",
     "ShutDownError",
     "TetherError",
@@ -207,8 +209,14 @@ class Server(_tether.Server, _Handlers):
     ``ping_timeout`` (seconds), ``max_http_buffer_size`` (bytes), ``connect_timeout``
     (seconds to join a namespace), ``path`` (``"socket.io"``), ``namespaces`` (None:
     ``"/"`` plus those with handlers; ``"*"``: any), ``serve_client`` (serve a small
-    browser client at ``/socket.io/socket.io.js``), ``transports``. Other
-    python-socketio options (``async_mode``, ``logger``...) are accepted and ignored.
+    browser client at ``/socket.io/socket.io.js``), ``transports``,
+    ``client_manager`` (a :class:`RedisManager`: share rooms and broadcasts with other
+    servers). Other python-socketio options (``async_mode``, ``logger``...) are accepted
+    and ignored.
+
+    TLS (https / wss): ``certfile`` and ``keyfile``, PEM files (the certificate chain,
+    leaf first, and its private key), as uvicorn's ``ssl_certfile`` / ``ssl_keyfile``;
+    a bad or missing file raises ValueError here.
 
     ``listen(host, port)`` serves without blocking and returns the port; ``wait()``
     blocks until ``shutdown()``.
@@ -381,8 +389,13 @@ class Client(_tether.Client, _Handlers):
 
     Arguments: ``reconnection`` (True), ``reconnection_attempts`` (0: forever),
     ``reconnection_delay`` (1 s), ``reconnection_delay_max`` (5 s),
-    ``randomization_factor`` (0.5). Other python-socketio options are accepted and
-    ignored. Handlers run on the ``tether-dispatch`` thread.
+    ``randomization_factor`` (0.5), ``ssl_verify`` for ``https://`` servers (True:
+    check the certificate against the Mozilla roots bundled with tether; a ``str``: the
+    path of a PEM bundle of CA certificates trusted instead, as ``requests``' ``verify``;
+    False: accept ANY certificate, so the connection is encrypted but anyone on the path
+    can read and change it: development only, a warning is logged). Other
+    python-socketio options are accepted and ignored. Handlers run on the
+    ``tether-dispatch`` thread.
     """
 
     reason = ClientReason
@@ -512,3 +525,107 @@ class AsyncClient(_Handlers):
 
 
 from . import ws  # noqa: E402  (the submodule, after the names it may use)
+
+
+class RedisManager:
+    """Share a server's rooms and broadcasts with other servers through Redis
+    (python-socketio's ``socketio.RedisManager``), or emit to them from a process that is
+    not a server (``write_only=True``, Node's ``@socket.io/redis-emitter``).
+
+    The messages on Redis use Node's ``@socket.io/redis-adapter`` format, so tether and
+    Node ``socket.io`` servers can form one cluster (python-socketio's own RedisManager
+    speaks another format: do not mix the two).
+
+    ``url``: ``redis://[user:password@]host:port[/db]``. ``channel``: the channels'
+    prefix, the adapter's ``key`` in Node (default ``"socket.io"``, Node's default;
+    python-socketio's is ``"socketio"``); every node of a cluster must use the same.
+    ``requests_timeout``: how long a cluster request waits for the other nodes'
+    answers; ``connect_timeout``: how long to wait for Redis when connecting.
+    ``logger``, ``json`` and ``redis_options`` are accepted for compatibility and
+    ignored.
+
+    A server::
+
+        sio = tether.Server(client_manager=tether.RedisManager("redis://127.0.0.1:6379"))
+
+    connects when the server is created (raises ``tether.ConnectionError`` when Redis
+    cannot be reached) and waits in ``listen`` until its subscriptions are live.
+    Afterwards it reconnects by itself; what is emitted while Redis is down reaches this
+    server's clients only (logged on the ``tether`` logger).
+
+    An emitter::
+
+        mgr = tether.RedisManager("redis://127.0.0.1:6379", write_only=True)
+        mgr.emit("news", {"text": "hi"}, room="lobby", namespace="/")
+
+    connects on its first ``emit``; ``emit`` blocks (without the GIL) until Redis took
+    the message and raises ``tether.ConnectionError`` / ``tether.TimeoutError``. It is
+    thread-safe.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        channel: str = "socket.io",
+        write_only: bool = False,
+        logger: Any = None,
+        json: Any = None,
+        redis_options: Optional[Dict[str, Any]] = None,
+        requests_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.channel = channel
+        self.write_only = write_only
+        self.requests_timeout = requests_timeout
+        self.connect_timeout = connect_timeout
+        self._emitter: Optional[_tether.RedisEmitter] = None
+        self._lock = threading.Lock()
+
+    def _get_emitter(self) -> "_tether.RedisEmitter":
+        with self._lock:
+            if self._emitter is None:
+                self._emitter = _tether.RedisEmitter(self.url, self.channel, max(self.connect_timeout, self.requests_timeout))
+            return self._emitter
+
+    def emit(
+        self,
+        event: str,
+        data: Any = None,
+        namespace: Optional[str] = None,
+        room: Union[str, List[str], None] = None,
+        skip_sid: Union[str, List[str], None] = None,
+        callback: Optional[Callable[..., Any]] = None,
+        to: Union[str, List[str], None] = None,
+        **kwargs: Any,
+    ) -> None:
+        """Emit `event` with `data` (a tuple for several arguments) through Redis to the
+        sockets of `namespace` in `to` / `room` (None: every socket) except those in
+        `skip_sid`, on every server of the cluster. Acknowledgements are not
+        supported here (``callback`` raises ValueError): use the server's ``emit``."""
+        if callback is not None:
+            raise ValueError("callbacks need a server: use Server.emit(..., callback=...)")
+        self._get_emitter().emit(event, data, to if to is not None else room, skip_sid, namespace)
+
+
+class AsyncRedisManager(RedisManager):
+    """:class:`RedisManager` for :class:`AsyncServer` (python-socketio's
+    ``socketio.AsyncRedisManager``): ``emit`` is a coroutine (the publish runs in a
+    worker thread, so the loop keeps running)."""
+
+    async def emit(  # type: ignore[override]
+        self,
+        event: str,
+        data: Any = None,
+        namespace: Optional[str] = None,
+        room: Union[str, List[str], None] = None,
+        skip_sid: Union[str, List[str], None] = None,
+        callback: Optional[Callable[..., Any]] = None,
+        to: Union[str, List[str], None] = None,
+        **kwargs: Any,
+    ) -> None:
+        """See :meth:`RedisManager.emit`."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            None, functools.partial(RedisManager.emit, self, event, data, namespace, room, skip_sid, callback, to)
+        )

@@ -15,6 +15,7 @@ __all__ = [
     "DisconnectedError",
     "ForkedProcessError",
     "QueueFullError",
+    "RedisEmitter",
     "Server",
     "ShutDownError",
     "TetherError",
@@ -38,6 +39,7 @@ def ws_connect(
     headers: Optional[List[Tuple[str, str]]] = None,
     subprotocols: Optional[List[str]] = None,
     timeout: float = 10.0,
+    ssl_verify: Union[bool, str, None] = None,
 ) -> WsConnection: ...
 
 class TetherError(Exception): ...
@@ -81,6 +83,9 @@ class Server:
         serve_client: bool = True,
         transports: Optional[List[str]] = None,
         cors_credentials: bool = False,
+        client_manager: Any = None,
+        certfile: Optional[str] = None,
+        keyfile: Optional[str] = None,
         **_options: Any,
     ) -> Server: ...
     def _on(
@@ -146,6 +151,20 @@ class Server:
     @property
     def closed(self) -> bool: ...
 
+@final
+class RedisEmitter:
+    """Publishes to a cluster's rooms through Redis (use tether.RedisManager)."""
+
+    def __new__(cls, url: str, channel: str = "socket.io", timeout: float = 5.0) -> RedisEmitter: ...
+    def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: _Rooms = None,
+        skip_sid: _Rooms = None,
+        namespace: Optional[str] = None,
+    ) -> None: ...
+
 @disjoint_base
 class Client:
     def __new__(
@@ -155,6 +174,7 @@ class Client:
         reconnection_delay: float = 1.0,
         reconnection_delay_max: float = 5.0,
         randomization_factor: float = 0.5,
+        ssl_verify: Union[bool, str, None] = None,
         **_options: Any,
     ) -> Client: ...
     def _on(
@@ -260,6 +280,8 @@ class WsServer:
         handler: Callable[[WsConnection], None],
         subprotocols: Optional[List[str]] = None,
         max_message_size: int = 16777216,
+        certfile: Optional[str] = None,
+        keyfile: Optional[str] = None,
     ) -> WsServer: ...
     def listen(self, host: str = "127.0.0.1", port: int = 0) -> int: ...
     def shutdown(self) -> None: ...

@@ -18,11 +18,15 @@ Client::
 ``recv`` waits without the GIL and raises ``tether.DisconnectedError`` once the connection
 closed (iteration just stops), ``tether.TimeoutError`` on timeout; ``send`` raises
 ``tether.QueueFullError`` when the peer reads too slowly.
+
+TLS: ``Server(handler, certfile="cert.pem", keyfile="key.pem")`` serves ``wss://``
+(PEM files: the certificate chain, leaf first, and its private key); ``connect(url,
+ssl_verify=...)`` chooses what the client trusts.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from ._tether import WsConnection as Connection
 from ._tether import WsServer as Server
@@ -36,7 +40,14 @@ def connect(
     headers: Optional[Dict[str, str]] = None,
     subprotocols: Optional[List[str]] = None,
     timeout: float = 10.0,
+    ssl_verify: Union[bool, str] = True,
 ) -> Connection:
-    """Open a WebSocket connection to `url` (``ws://`` or ``wss://``)."""
-    return _ws_connect(url, list((headers or {}).items()), subprotocols, timeout)
+    """Open a WebSocket connection to `url` (``ws://`` or ``wss://``).
+
+    ``ssl_verify`` (``wss://``): True checks the server's certificate against the
+    Mozilla roots bundled with tether; a ``str`` is the path of a PEM bundle of CA
+    certificates trusted instead (as ``requests``' ``verify``); False accepts ANY
+    certificate: the connection is encrypted but anyone on the path can read and change
+    it (development only; a warning is logged)."""
+    return _ws_connect(url, list((headers or {}).items()), subprotocols, timeout, ssl_verify)
 
