@@ -384,3 +384,18 @@ pub(crate) trait BoxHandle {
 pub(crate) fn ms(v: u32) -> std::time::Duration {
     std::time::Duration::from_millis(u64::from(v))
 }
+
+/// Lock a mutex, recovering from poisoning (a panicking callback must not wedge the API).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read-lock, recovering from poisoning.
+pub(crate) fn read<T>(m: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Write-lock, recovering from poisoning.
+pub(crate) fn write<T>(m: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
