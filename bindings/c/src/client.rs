@@ -21,8 +21,8 @@ use crate::event::{Cb, deliver_event, tether_sio_event};
 use crate::runtime::tether_runtime;
 use crate::tls::ClientTrust;
 use crate::util::{
-    ArcHandle, BoxHandle, Userdata, cstr, event_args, json_value, lock, ms, nul_terminated,
-    opt_cstr, read, tether_bytes, tether_free_cb, tether_str, write,
+    ArcHandle, BoxHandle, Userdata, check_rt, cstr, event_args, json_value, lock, ms,
+    nul_terminated, opt_cstr, read, tether_bytes, tether_free_cb, tether_str, write,
 };
 
 /// Transport bits for tether_sio_client_config_set_transports().
@@ -784,7 +784,7 @@ fn with_csocket(
         result((|| {
             // SAFETY: a socket handle.
             let s = unsafe { tether_sio_client_socket::get(socket) }?;
-            s.rt.check()?;
+            check_rt(&s.rt)?;
             f(s)
         })())
     })

@@ -49,19 +49,22 @@ pub(crate) fn call_event<S>(
     ack: Option<AckSender>,
 ) {
     let name = nul_terminated(name);
-    let cargs = CArgs::new(args);
+    let mut cargs = CArgs::new(args);
     let ack = ack.map(|sender| Arc::new(AckObj { sender }));
-    let ev = tether_sio_event {
-        name: tether_str::from_nul(&name),
-        args: cargs.c(),
-        ack: ack
-            .as_ref()
-            .map(tether_ack::borrow_ptr)
-            .unwrap_or(std::ptr::null_mut()),
-    };
-    // SAFETY: the C caller's callback and userdata; everything passed lives until after
-    // the call.
-    unsafe { f(ud, socket, &ev) };
+    let ack_ptr = ack
+        .as_ref()
+        .map(tether_ack::borrow_ptr)
+        .unwrap_or(std::ptr::null_mut());
+    cargs.lend(|a| {
+        let ev = tether_sio_event {
+            name: tether_str::from_nul(&name),
+            args: *a,
+            ack: ack_ptr,
+        };
+        // SAFETY: the C caller's callback and userdata; everything passed lives until
+        // after the call.
+        unsafe { f(ud, socket, &ev) };
+    });
     drop(ack);
 }
 

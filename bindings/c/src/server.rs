@@ -28,8 +28,8 @@ use crate::redis::adapter_error;
 use crate::runtime::tether_runtime;
 use crate::tls::{server_tls_files, server_tls_pem};
 use crate::util::{
-    ArcHandle, BoxHandle, Userdata, bytes, cstr, event_args, json_value, lock, ms, nul_terminated,
-    opt_cstr, read, tether_bytes, tether_free_cb, tether_str, write,
+    ArcHandle, BoxHandle, Userdata, bytes, check_rt, cstr, event_args, json_value, lock, ms,
+    nul_terminated, opt_cstr, read, tether_bytes, tether_free_cb, tether_str, write,
 };
 
 // ---------------------------------------------------------------------------
@@ -435,7 +435,7 @@ pub(crate) fn norm_nsp(nsp: Option<&str>) -> String {
 
 impl ServerObj {
     fn check(&self) -> Result<(), Fail> {
-        self.rt.check()?;
+        check_rt(&self.rt)?;
         if self.is_closed() {
             return Err(Fail::new(tether_result::ShutDown, "the server is closed"));
         }
@@ -1165,7 +1165,7 @@ fn with_socket(
         result((|| {
             // SAFETY: a socket handle.
             let s = unsafe { tether_sio_socket::get(socket) }?;
-            s.rt.check()?;
+            check_rt(&s.rt)?;
             f(s)
         })())
     })

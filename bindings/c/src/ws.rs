@@ -20,7 +20,7 @@ use crate::runtime::tether_runtime;
 use crate::server::copy_out;
 use crate::tls::{ClientTrust, server_tls_files, server_tls_pem};
 use crate::util::{
-    ArcHandle, BoxHandle, Userdata, bytes, cstr, lock, ms, nul_terminated, opt_cstr,
+    ArcHandle, BoxHandle, Userdata, bytes, check_rt, cstr, lock, ms, nul_terminated, opt_cstr,
     tether_free_cb, tether_str,
 };
 
@@ -967,7 +967,7 @@ fn with_conn(
         result((|| {
             // SAFETY: a connection handle.
             let c = unsafe { tether_ws_conn::get(conn) }?;
-            c.rt.check()?;
+            check_rt(&c.rt)?;
             f(c)
         })())
     })
