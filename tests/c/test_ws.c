@@ -84,6 +84,33 @@ static void on_connect_error(void *ud, tether_result status, tether_str message)
     atomic_fetch_add(&s->connect_errors, 1);
 }
 
+/* A client that frees itself from its own callback (deferred, not a crash). */
+typedef struct {
+    tether_ws_client *client;
+    atomic_int got, closed;
+} selffree;
+
+static void sf_on_message(void *ud, tether_ws_conn *c, bool binary, const uint8_t *data, size_t len) {
+    selffree *s = ud;
+    (void)binary;
+    (void)data;
+    (void)len;
+    tether_ws_client_free(s->client); /* closes its connections: on_close follows */
+    s->client = NULL;
+    tether_result r = tether_ws_conn_send_text(c, "after free", 10); /* the borrowed conn is still valid */
+    CHECK(r == TETHER_RESULT_OK || r == TETHER_RESULT_NOT_CONNECTED);
+    atomic_fetch_add(&s->got, 1);
+}
+
+static void sf_on_close(void *ud, tether_ws_conn *c, uint16_t code, tether_str reason, bool by_peer) {
+    selffree *s = ud;
+    (void)c;
+    (void)reason;
+    (void)by_peer;
+    CHECK(code == 1001);
+    atomic_fetch_add(&s->closed, 1);
+}
+
 static tether_ws_callbacks callbacks(side *s, bool server) {
     tether_ws_callbacks cb;
     memset(&cb, 0, sizeof cb);
@@ -292,8 +319,30 @@ int main(void) {
         }
         CHECK(full);
         wait_flag(&cli.high_water, 1);
+        int closed_before = atomic_load(&cli.closed);
         tether_ws_conn_free(cx);
         tether_ws_client_free(cl3);
+        wait_flag(&cli.closed, closed_before + 1); /* its connection's on_close */
+    }
+
+    /* ---- freeing the client from its own callback */
+    {
+        selffree sf;
+        memset(&sf, 0, sizeof sf);
+        tether_ws_callbacks cb;
+        memset(&cb, 0, sizeof cb);
+        cb.on_message = sf_on_message;
+        cb.on_close = sf_on_close;
+        cb.userdata = &sf;
+        OK(tether_ws_client_new(rt, NULL, &cb, &sf.client));
+        tether_ws_conn *cx = NULL;
+        OK(tether_ws_client_connect(sf.client, url, 5000, &cx));
+        OK(tether_ws_conn_send_text(cx, "free me", 7));
+        wait_flag(&sf.got, 1);
+        wait_flag(&sf.closed, 1);
+        CHECK(sf.client == NULL);
+        EXPECT_RC(tether_ws_conn_send_text(cx, "x", 1), TETHER_RESULT_NOT_CONNECTED);
+        tether_ws_conn_free(cx);
     }
 
     /* ---- host poll: callbacks only inside tether_runtime_dispatch */
