@@ -299,6 +299,42 @@ int main(void) {
         tether_ws_client_free(cl2);
     }
 
+    /* ---- allowed origins: a request from another origin (or none) gets HTTP 403 */
+    {
+        tether_ws_config *oc = NULL;
+        OK(tether_ws_config_new(&oc));
+        EXPECT_RC(tether_ws_config_add_allowed_origin(oc, "bad origin"), TETHER_RESULT_INVALID_PARAMETER);
+        OK(tether_ws_config_add_allowed_origin(oc, "https://game.example"));
+        tether_ws_server *os = NULL;
+        OK(tether_ws_server_new(rt, oc, NULL, &os));
+        tether_ws_config_free(oc);
+        uint16_t op = 0;
+        OK(tether_ws_server_listen(os, "127.0.0.1:0", &op));
+        char ou[64];
+        snprintf(ou, sizeof ou, "ws://127.0.0.1:%u/", (unsigned)op);
+        tether_ws_client *nc = NULL;
+        OK(tether_ws_client_new(rt, NULL, NULL, &nc));
+        EXPECT_RC(tether_ws_client_connect(nc, ou, 5000, NULL), TETHER_RESULT_CONNECT_REFUSED);
+        tether_ws_client_free(nc);
+        tether_ws_config *hc = NULL;
+        OK(tether_ws_config_new(&hc));
+        OK(tether_ws_config_add_header(hc, "Origin", "https://evil.example"));
+        OK(tether_ws_client_new(rt, hc, NULL, &nc));
+        EXPECT_RC(tether_ws_client_connect(nc, ou, 5000, NULL), TETHER_RESULT_CONNECT_REFUSED);
+        tether_ws_client_free(nc);
+        tether_ws_config_free(hc);
+        OK(tether_ws_config_new(&hc));
+        OK(tether_ws_config_add_header(hc, "Origin", "https://game.example"));
+        OK(tether_ws_client_new(rt, hc, NULL, &nc));
+        tether_ws_config_free(hc);
+        tether_ws_conn *oconn = NULL;
+        OK(tether_ws_client_connect(nc, ou, 5000, &oconn));
+        CHECK(tether_ws_conn_is_open(oconn));
+        tether_ws_conn_free(oconn);
+        tether_ws_client_free(nc);
+        tether_ws_server_free(os);
+    }
+
     /* ---- queue full + high water */
     {
         tether_ws_config *c3 = NULL;
