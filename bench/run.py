@@ -24,10 +24,11 @@ Scenarios:
        heartbeat; then memory after everyone left
   floor  the echo scenarios against a raw WebSocket echo on tokio-tungstenite (`rawws`, no
        Socket.IO decoding): what framing, syscalls and loopback cost on this machine
-  S4   echo through tether's C ABI and through its Python binding: a hook. The bindings do
-       not exist yet; set TETHER_BENCH_CABI_CMD / TETHER_BENCH_PY_CMD to a command that
-       starts such a server (`... PORT`, printing `listening on http://127.0.0.1:PORT`) and
-       they join the rotation with the echo scenarios, and the S4 targets are checked.
+  S4   echo through tether's C ABI (`tether-cabi`: bench/peers/c/echo_server.c, built and
+       set as TETHER_BENCH_CABI_CMD by run.sh) and through its Python binding (set
+       TETHER_BENCH_PY_CMD to a command `... PORT` printing `listening on
+       http://127.0.0.1:PORT`); they join the rotation with the echo scenarios, and the S4
+       targets are checked.
 """
 
 import argparse
@@ -493,9 +494,8 @@ def markdown(doc):
     lines.append("")
     lines.append("Per-CPU-second figures stay comparable under foreign load (they count the server's own CPU "
                  "time); wall-clock rates and latencies do not. `rawws` is the floor of the echo scenarios: a raw "
-                 "WebSocket echo on tokio-tungstenite without Socket.IO. S4 (C ABI, Python binding): not measured "
-                 "yet: no bench server for the C ABI or the Python binding exists (the hook is TETHER_BENCH_CABI_CMD / "
-                 "TETHER_BENCH_PY_CMD).")
+                 "WebSocket echo on tokio-tungstenite without Socket.IO. S4: `tether-cabi` is bench/peers/c/echo_server.c "
+                 "through the C ABI (built by run.sh); `tether-python` joins when TETHER_BENCH_PY_CMD is set.")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@
 # bench/run.py.
 #
 #   bench/run.sh                 full run (<= 10 min once built): tether, socketioxide, Node
-#                                socket.io, python-socketio; 3 repetitions; writes
+#                                socket.io, python-socketio, tether through the C ABI
+#                                (bench/peers/c); 3 repetitions; writes
 #                                bench/results/<date>.json and .md
 #   bench/run.sh --smoke         tether only, small sizes, correctness only (< 60 s once
 #                                built); exits non-zero on a failure; last line `N passed, N failed`
@@ -90,5 +91,15 @@ if [ "$SMOKE" = 0 ] && [ -z "${TETHER_BENCH_PY_CMD:-}" ]; then
   fi
 fi
 export TETHER_BENCH_LOADGEN="$BENCH/target/release/loadgen"
+
+# S4: the C ABI's echo server (bench/peers/c), against the release libtether.a.
+if [ "$SMOKE" = 0 ] && [ -z "${TETHER_BENCH_CABI_CMD:-}" ]; then
+  step "cargo build --release -p tether-ffi + cc bench/peers/c/echo_server.c"
+  (cd "$ROOT" && cargo build --release --quiet -p tether-ffi)
+  mkdir -p "$BENCH/target/c"
+  "${CC:-cc}" -std=c11 -O2 -Wall -Wextra -Werror -I"$ROOT/include" "$BENCH/peers/c/echo_server.c" \
+    "$TARGET_DIR/release/libtether.a" -lpthread -ldl -lm -o "$BENCH/target/c/echo_server"
+  export TETHER_BENCH_CABI_CMD="$BENCH/target/c/echo_server"
+fi
 
 exec python3 "$BENCH/run.py" "$@"

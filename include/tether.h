@@ -269,6 +269,16 @@ typedef uint32_t tether_sio_client_event_kind;
 typedef struct tether_ack tether_ack;
 
 /**
+ * Emits to the sockets of a Socket.IO cluster through Redis, from a process that is
+ * not one of its servers (Node's `@socket.io/redis-emitter`). Every server of the
+ * cluster must use the Redis adapter with the same key prefix.
+ *
+ * Threads: no callbacks. Every function may be called from any thread, from inside
+ * callbacks too; tether_redis_emitter_emit() waits for Redis (at most 10 s).
+ */
+typedef struct tether_redis_emitter tether_redis_emitter;
+
+/**
  * The runtime: owns the worker threads every server and client of it runs on, and
  * decides where their callbacks run (tether_delivery).
  *
@@ -360,6 +370,43 @@ typedef struct tether_sio_server_config tether_sio_server_config;
  * disconnect, emits return TETHER_RESULT_NOT_CONNECTED.
  */
 typedef struct tether_sio_socket tether_sio_socket;
+
+/**
+ * A WebSocket client on a runtime: opens connections with tether_ws_client_connect(),
+ * each running the tether_ws_callbacks given to tether_ws_client_new().
+ * tether_ws_client_close() (or the runtime's shutdown) closes every connection it
+ * opened with code 1001.
+ */
+typedef struct tether_ws_client tether_ws_client;
+
+/**
+ * WebSocket options for a server or a client. Make with tether_ws_config_new(), set,
+ * pass to tether_ws_server_new() / tether_ws_client_new() (which copy them), free with
+ * tether_ws_config_free(). Defaults: path "/", any origin, no subprotocol, messages
+ * and frames up to 16 MiB, send queue 1024 messages (high water 768), no keep-alive
+ * pings, handshake timeout 10 s, clients trust the Mozilla roots.
+ * Server-only settings (path, origins, certificate) are ignored by clients and the
+ * client-only ones (CA, danger_accept_invalid_certs, handshake timeout) by servers.
+ */
+typedef struct tether_ws_config tether_ws_config;
+
+/**
+ * One WebSocket connection, server- or client-side.
+ *
+ * Callbacks receive a borrowed `tether_ws_conn *` valid for the call;
+ * tether_ws_conn_clone() gives a handle of your own (released with
+ * tether_ws_conn_free()), and tether_ws_client_connect() hands one out. A handle
+ * outlives the connection: after the close, sends return TETHER_RESULT_NOT_CONNECTED.
+ */
+typedef struct tether_ws_conn tether_ws_conn;
+
+/**
+ * A WebSocket server on a runtime: listens, accepts connections at its path, runs the
+ * tether_ws_callbacks given to tether_ws_server_new() (see there for threads).
+ * tether_ws_server_close() (or the runtime's shutdown) stops listening and closes
+ * every connection with code 1001; each gets its on_close.
+ */
+typedef struct tether_ws_server tether_ws_server;
 
 /**
  * A borrowed byte buffer: `len` bytes at `data` (`data` may be NULL when `len` is 0).
@@ -498,6 +545,40 @@ typedef void (*tether_log_cb)(void *userdata,
                               struct tether_str message);
 
 /**
+ * Who receives a server-side emit: the sockets of namespace `nsp` in any of `rooms`
+ * (all of the namespace when `rooms_len` is 0), minus those in any of `except` and
+ * minus the socket `except_socket` (NULL: none; give the sender's id for "everyone but
+ * me"). A socket id is also a room: rooms = {id} reaches one socket. With
+ * `is_volatile`, recipients whose queue is full silently miss it.
+ */
+typedef struct tether_sio_target {
+  /**
+   * Room names (NUL-terminated), or NULL when `rooms_len` is 0.
+   */
+  const char *const *rooms;
+  /**
+   * Number of rooms.
+   */
+  size_t rooms_len;
+  /**
+   * Rooms to leave out, or NULL when `except_len` is 0.
+   */
+  const char *const *except;
+  /**
+   * Number of rooms to leave out.
+   */
+  size_t except_len;
+  /**
+   * A socket id to leave out, or NULL.
+   */
+  const char *except_socket;
+  /**
+   * Drop the message for recipients that cannot take it now.
+   */
+  bool is_volatile;
+} tether_sio_target;
+
+/**
  * Options for tether_runtime_new(). Zero-initialise it, or pass NULL for the defaults.
  */
 typedef struct tether_runtime_options {
@@ -543,40 +624,6 @@ typedef void (*tether_sio_connect_request_cb)(void *userdata,
                                               struct tether_sio_connect_request *request);
 
 /**
- * Who receives a server-side emit: the sockets of namespace `nsp` in any of `rooms`
- * (all of the namespace when `rooms_len` is 0), minus those in any of `except` and
- * minus the socket `except_socket` (NULL: none; give the sender's id for "everyone but
- * me"). A socket id is also a room: rooms = {id} reaches one socket. With
- * `is_volatile`, recipients whose queue is full silently miss it.
- */
-typedef struct tether_sio_target {
-  /**
-   * Room names (NUL-terminated), or NULL when `rooms_len` is 0.
-   */
-  const char *const *rooms;
-  /**
-   * Number of rooms.
-   */
-  size_t rooms_len;
-  /**
-   * Rooms to leave out, or NULL when `except_len` is 0.
-   */
-  const char *const *except;
-  /**
-   * Number of rooms to leave out.
-   */
-  size_t except_len;
-  /**
-   * A socket id to leave out, or NULL.
-   */
-  const char *except_socket;
-  /**
-   * Drop the message for recipients that cannot take it now.
-   */
-  bool is_volatile;
-} tether_sio_target;
-
-/**
  * One reply to a broadcast with acknowledgement.
  */
 typedef struct tether_sio_ack_reply {
@@ -602,6 +649,63 @@ typedef void (*tether_sio_broadcast_ack_cb)(void *userdata,
                                             const struct tether_sio_ack_reply *replies,
                                             size_t replies_len,
                                             size_t missing);
+
+/**
+ * The callbacks of a WebSocket server or client, with one userdata shared by all of
+ * them. Every member may be NULL (that event is ignored). `conn` is borrowed for the
+ * call: tether_ws_conn_clone() keeps it. Bytes and strings are borrowed for the call.
+ *
+ * Threads: as the runtime's tether_delivery says (runtime threads, or inside
+ * tether_runtime_dispatch()). For one connection they never run concurrently and come
+ * in order: on_open first, then on_message / on_high_water, on_close last (exactly
+ * once). Inside a callback every function may be called (send, close, free), except a
+ * tether_ws_client_connect() with a timeout.
+ */
+typedef struct tether_ws_callbacks {
+  /**
+   * A connection is open (server: accepted; client: connected).
+   */
+  void (*on_open)(void *userdata, struct tether_ws_conn *conn);
+  /**
+   * A message arrived: `binary` false for a text message (`data` is UTF-8, not
+   * NUL-terminated), true for a binary one. `data` may be NULL when `len` is 0.
+   */
+  void (*on_message)(void *userdata,
+                     struct tether_ws_conn *conn,
+                     bool binary,
+                     const uint8_t *data,
+                     size_t len);
+  /**
+   * The connection closed: the close code and reason (the peer's when `by_peer`;
+   * 1005 when its frame had no code, 1006 when the link broke without a close
+   * frame), the last callback of the connection.
+   */
+  void (*on_close)(void *userdata,
+                   struct tether_ws_conn *conn,
+                   uint16_t code,
+                   struct tether_str reason,
+                   bool by_peer);
+  /**
+   * The send queue reached the high-water mark (`queued` messages waiting): slow
+   * down, or close. Once per crossing. It may run on the thread that called
+   * tether_ws_conn_send_* (inside that call).
+   */
+  void (*on_high_water)(void *userdata, struct tether_ws_conn *conn, size_t queued);
+  /**
+   * Client: a connection started by tether_ws_client_connect() with timeout 0 failed
+   * (`status`: TETHER_RESULT_CONNECT_FAILED, TETHER_RESULT_CONNECT_REFUSED,
+   * TETHER_RESULT_TIMEOUT, TETHER_RESULT_INVALID_PARAMETER), with a message.
+   */
+  void (*on_connect_error)(void *userdata, tether_result status, struct tether_str message);
+  /**
+   * Passed first to every callback.
+   */
+  void *userdata;
+  /**
+   * Runs once, when the server or client and all its connections are released.
+   */
+  tether_free_cb userdata_free;
+} tether_ws_callbacks;
 
 #ifdef __cplusplus
 extern "C" {
@@ -720,6 +824,30 @@ tether_result tether_sio_client_config_set_retries(struct tether_sio_client_conf
  */
 tether_result tether_sio_client_config_set_offline_buffer(struct tether_sio_client_config *config,
                                                           size_t packets);
+
+/**
+ * Trust the CA certificates in `ca_pem` (PEM bytes, parsed now and copied) for
+ * `https://` servers, beside the Mozilla roots. May be called several times.
+ * TETHER_RESULT_INVALID_PARAMETER when the bytes hold no valid certificate.
+ */
+tether_result tether_sio_client_config_add_ca_pem(struct tether_sio_client_config *config,
+                                                  const uint8_t *ca_pem,
+                                                  size_t ca_len);
+
+/**
+ * As tether_sio_client_config_add_ca_pem(), reading the PEM file at `ca_path` now.
+ * TETHER_RESULT_IO when it cannot be read.
+ */
+tether_result tether_sio_client_config_add_ca_file(struct tether_sio_client_config *config,
+                                                   const char *ca_path);
+
+/**
+ * **DANGER, development only.** With `accept` true, accept any server certificate for
+ * any host: the connection is encrypted but not authenticated, so anyone on the path
+ * can read and change it. Never ship this.
+ */
+tether_result tether_sio_client_config_danger_accept_invalid_certs(struct tether_sio_client_config *config,
+                                                                   bool accept);
 
 /**
  * Release a configuration. NULL is fine; must not be called twice.
@@ -944,6 +1072,39 @@ tether_result tether_log_set_level(uint32_t max_level);
 tether_result tether_log_message(uint32_t level, const char *message);
 
 /**
+ * Connect an emitter to Redis at `url` (`redis://[user:password@]host:port[/db]`),
+ * for the channel prefix `key` (NULL: "socket.io", the adapters' default). Waits for
+ * the connection: TETHER_RESULT_CONNECT_FAILED when Redis cannot be reached,
+ * TETHER_RESULT_INVALID_PARAMETER for a bad URL. Once connected, a lost connection is
+ * reopened by the next emit.
+ */
+tether_result tether_redis_emitter_new(struct tether_runtime *runtime,
+                                       const char *url,
+                                       const char *key,
+                                       struct tether_redis_emitter **emitter_out);
+
+/**
+ * Emit `event` to the sockets of namespace `nsp` (NULL: "/") on every server of the
+ * cluster: `target` as for tether_sio_server_emit() (NULL: every socket of the
+ * namespace; `except_socket` is left out as a room, since a socket id is one), the
+ * arguments as for every emit. Returns once Redis took the message:
+ * TETHER_RESULT_NOT_CONNECTED when Redis is unreachable, TETHER_RESULT_TIMEOUT.
+ */
+tether_result tether_redis_emitter_emit(const struct tether_redis_emitter *emitter,
+                                        const char *nsp,
+                                        const struct tether_sio_target *target,
+                                        const char *event,
+                                        const char *args_json,
+                                        size_t args_len,
+                                        const struct tether_bytes *bins,
+                                        size_t bins_len);
+
+/**
+ * Release the emitter. NULL is fine; must not be called twice.
+ */
+void tether_redis_emitter_free(struct tether_redis_emitter *emitter);
+
+/**
  * Create a runtime (its threads start now). `options` may be NULL for the defaults.
  */
 tether_result tether_runtime_new(const struct tether_runtime_options *options,
@@ -1040,6 +1201,42 @@ tether_result tether_sio_server_config_set_cors_credentials(struct tether_sio_se
  */
 tether_result tether_sio_server_config_set_serve_client(struct tether_sio_server_config *config,
                                                         bool enabled);
+
+/**
+ * Serve over TLS (`https://` and `wss://` on the same port) with this certificate
+ * chain (PEM, leaf first) and private key (PEM: PKCS#8, PKCS#1 or SEC1). The bytes
+ * are parsed now and copied. TETHER_RESULT_INVALID_PARAMETER when no certificate or
+ * key is found or rustls refuses them (the reason is in the last error).
+ */
+tether_result tether_sio_server_config_set_tls_pem(struct tether_sio_server_config *config,
+                                                   const uint8_t *cert_pem,
+                                                   size_t cert_len,
+                                                   const uint8_t *key_pem,
+                                                   size_t key_len);
+
+/**
+ * As tether_sio_server_config_set_tls_pem(), reading the PEM files at `cert_path` and
+ * `key_path` now. TETHER_RESULT_IO when a file cannot be read.
+ */
+tether_result tether_sio_server_config_set_tls_files(struct tether_sio_server_config *config,
+                                                     const char *cert_path,
+                                                     const char *key_path);
+
+/**
+ * Join a cluster through Redis at `url` (`redis://[user:password@]host:port[/db]`):
+ * broadcasts, rooms and remote operations reach the sockets of every server using the
+ * same Redis and `key` (the channel prefix; NULL: "socket.io"), tether or Node
+ * socket.io with `@socket.io/redis-adapter`. `requests_timeout_ms` bounds the wait for
+ * the other servers' answers (0: 5000). tether_sio_server_new() then connects (and
+ * fails with TETHER_RESULT_CONNECT_FAILED when Redis is unreachable);
+ * tether_sio_server_listen() waits (at most 5 s) until the subscriptions of the
+ * namespaces that have handlers are live. During a Redis outage broadcasts still reach
+ * local sockets; messages for the other servers are lost, and the adapter reconnects.
+ */
+tether_result tether_sio_server_config_set_redis(struct tether_sio_server_config *config,
+                                                 const char *url,
+                                                 const char *key,
+                                                 uint32_t requests_timeout_ms);
 
 /**
  * Release a configuration. NULL is fine; must not be called twice.
@@ -1323,6 +1520,273 @@ struct tether_sio_connect_request *tether_sio_connect_request_clone(const struct
  * refuses the request). NULL is fine; must not be called twice.
  */
 void tether_sio_connect_request_free(struct tether_sio_connect_request *request);
+
+/**
+ * Make a WebSocket configuration with the defaults.
+ */
+tether_result tether_ws_config_new(struct tether_ws_config **config_out);
+
+/**
+ * Server: the request path of the endpoint (default "/"; must start with '/').
+ */
+tether_result tether_ws_config_set_path(struct tether_ws_config *config, const char *path);
+
+/**
+ * Server: allow connections whose `Origin` header is exactly `origin`. May be called
+ * several times; once called, requests from other origins (or with none) are refused
+ * with HTTP 403. Default: every origin.
+ */
+tether_result tether_ws_config_add_allowed_origin(struct tether_ws_config *config,
+                                                  const char *origin);
+
+/**
+ * A subprotocol, in order of preference (server: the first one the client also offers
+ * is chosen; client: offered in `Sec-WebSocket-Protocol`, and the server must pick one
+ * of them). May be called several times.
+ */
+tether_result tether_ws_config_add_subprotocol(struct tether_ws_config *config,
+                                               const char *protocol);
+
+/**
+ * Add a header: on the server's 101 response, or on the client's upgrade request.
+ */
+tether_result tether_ws_config_add_header(struct tether_ws_config *config,
+                                          const char *name,
+                                          const char *value);
+
+/**
+ * Largest message in bytes, after reassembling fragments (default 16 MiB; at least
+ * 125). A frame is limited to the same size. A bigger incoming message closes the
+ * connection with code 1009.
+ */
+tether_result tether_ws_config_set_max_message_size(struct tether_ws_config *config, size_t bytes);
+
+/**
+ * Send a ping every `interval_ms` and close the connection (on_close with code 1006,
+ * reason "keepalive timeout") when nothing arrives for two intervals. 0 turns it off
+ * (the default).
+ */
+tether_result tether_ws_config_set_keepalive(struct tether_ws_config *config, uint32_t interval_ms);
+
+/**
+ * The send queue of each connection: at most `capacity` messages (default 1024; a
+ * send beyond returns TETHER_RESULT_QUEUE_FULL), and on_high_water runs when it
+ * reaches `high_water` messages (default 768; 1 <= high_water <= capacity).
+ */
+tether_result tether_ws_config_set_send_queue(struct tether_ws_config *config,
+                                              size_t capacity,
+                                              size_t high_water);
+
+/**
+ * Client: time allowed for TCP, TLS and the upgrade, in ms (default 10000; at least 1).
+ */
+tether_result tether_ws_config_set_handshake_timeout(struct tether_ws_config *config,
+                                                     uint32_t timeout_ms);
+
+/**
+ * Server: serve `wss://` with this certificate chain (PEM, leaf first) and private key
+ * (PEM), parsed now. TETHER_RESULT_INVALID_PARAMETER when they are not usable.
+ */
+tether_result tether_ws_config_set_tls_pem(struct tether_ws_config *config,
+                                           const uint8_t *cert_pem,
+                                           size_t cert_len,
+                                           const uint8_t *key_pem,
+                                           size_t key_len);
+
+/**
+ * Server: as tether_ws_config_set_tls_pem(), reading PEM files now
+ * (TETHER_RESULT_IO when one cannot be read).
+ */
+tether_result tether_ws_config_set_tls_files(struct tether_ws_config *config,
+                                             const char *cert_path,
+                                             const char *key_path);
+
+/**
+ * Client: trust the CA certificates in `ca_pem` for `wss://`, beside the Mozilla
+ * roots (parsed now; may be called several times).
+ */
+tether_result tether_ws_config_add_ca_pem(struct tether_ws_config *config,
+                                          const uint8_t *ca_pem,
+                                          size_t ca_len);
+
+/**
+ * Client: as tether_ws_config_add_ca_pem(), reading a PEM file now.
+ */
+tether_result tether_ws_config_add_ca_file(struct tether_ws_config *config, const char *ca_path);
+
+/**
+ * Client, **DANGER, development only**: with `accept` true, accept any certificate
+ * for any host (encrypted, not authenticated: anyone on the path can read and change
+ * the traffic). Never ship this.
+ */
+tether_result tether_ws_config_danger_accept_invalid_certs(struct tether_ws_config *config,
+                                                           bool accept);
+
+/**
+ * Release a configuration. NULL is fine; must not be called twice.
+ */
+void tether_ws_config_free(struct tether_ws_config *config);
+
+/**
+ * Make a WebSocket server on `runtime`. `config` may be NULL for the defaults (it is
+ * copied); `callbacks` may be NULL (it is copied; its userdata is owned by the server
+ * from here on, even when this fails: then userdata_free runs before it returns).
+ * Nothing listens until tether_ws_server_listen().
+ */
+tether_result tether_ws_server_new(struct tether_runtime *runtime,
+                                   const struct tether_ws_config *config,
+                                   const struct tether_ws_callbacks *callbacks,
+                                   struct tether_ws_server **server_out);
+
+/**
+ * Listen on `address` ("127.0.0.1:9001"; port 0 picks a free port), serving the
+ * endpoint at the configured path (over TLS when the config has a certificate), and
+ * write the bound port to `port_out` (may be NULL). Blocks until bound.
+ * TETHER_RESULT_IO when it cannot bind. May be called more than once.
+ */
+tether_result tether_ws_server_listen(struct tether_ws_server *server,
+                                      const char *address,
+                                      uint16_t *port_out);
+
+/**
+ * Number of open connections of the server (0 for NULL).
+ */
+size_t tether_ws_server_connection_count(const struct tether_ws_server *server);
+
+/**
+ * Stop listening and close every connection (code 1001 "going away"); their on_close
+ * callbacks follow. The handle stays valid until freed; further calls return
+ * TETHER_RESULT_SHUT_DOWN. Does not block; callable from a callback.
+ */
+tether_result tether_ws_server_close(struct tether_ws_server *server);
+
+/**
+ * Close (as tether_ws_server_close) and release the server. NULL is fine; must not be
+ * called twice. Callable from its own callbacks. The callbacks' userdata_free runs
+ * once the last connection is released.
+ */
+void tether_ws_server_free(struct tether_ws_server *server);
+
+/**
+ * Make a WebSocket client on `runtime`. `config` and `callbacks` as for
+ * tether_ws_server_new().
+ */
+tether_result tether_ws_client_new(struct tether_runtime *runtime,
+                                   const struct tether_ws_config *config,
+                                   const struct tether_ws_callbacks *callbacks,
+                                   struct tether_ws_client **client_out);
+
+/**
+ * Connect to `url` (`ws://` or `wss://host[:port]/path[?query]`).
+ *
+ * With `timeout_ms` > 0 it waits, at most that long: TETHER_RESULT_OK and, when
+ * `conn_out` is not NULL, a handle of your own to the connection (release it with
+ * tether_ws_conn_free()); or TETHER_RESULT_CONNECT_FAILED (TCP, TLS: e.g. a
+ * certificate that the configured CAs do not vouch for, the reason in the last
+ * error), TETHER_RESULT_CONNECT_REFUSED (the server answered the upgrade with an HTTP
+ * error), TETHER_RESULT_TIMEOUT, TETHER_RESULT_INVALID_PARAMETER (the URL). Waiting is
+ * not allowed inside a callback (TETHER_RESULT_WRONG_THREAD).
+ *
+ * With `timeout_ms` 0 it returns at once (`conn_out` must be NULL); the outcome
+ * arrives as on_open or on_connect_error (after the configured handshake timeout at
+ * the latest). Either way on_open runs before the connection's first on_message.
+ */
+tether_result tether_ws_client_connect(struct tether_ws_client *client,
+                                       const char *url,
+                                       uint32_t timeout_ms,
+                                       struct tether_ws_conn **conn_out);
+
+/**
+ * Close every connection of the client (code 1001); their on_close callbacks follow.
+ * Further connects return TETHER_RESULT_SHUT_DOWN. Does not block.
+ */
+tether_result tether_ws_client_close(struct tether_ws_client *client);
+
+/**
+ * Close (as tether_ws_client_close) and release the client. NULL is fine; must not be
+ * called twice. Callable from its own callbacks.
+ */
+void tether_ws_client_free(struct tether_ws_client *client);
+
+/**
+ * Queue a text message: `len` bytes of UTF-8 at `text` (NULL allowed when `len` is
+ * 0; no NUL needed). TETHER_RESULT_INVALID_UTF8, TETHER_RESULT_QUEUE_FULL (the send
+ * queue holds its capacity; nothing was queued), TETHER_RESULT_NOT_CONNECTED.
+ */
+tether_result tether_ws_conn_send_text(const struct tether_ws_conn *conn,
+                                       const char *text,
+                                       size_t len);
+
+/**
+ * Queue a binary message of `len` bytes (copied). Errors as tether_ws_conn_send_text().
+ */
+tether_result tether_ws_conn_send_binary(const struct tether_ws_conn *conn,
+                                         const uint8_t *data,
+                                         size_t len);
+
+/**
+ * Start the closing handshake with `code` (1000 normal, 1001 going away, 1002-1003,
+ * 1007-1014, or 3000-4999 for applications; others are TETHER_RESULT_INVALID_PARAMETER)
+ * and `reason` (NULL: none; UTF-8, cut to 123 bytes). Queued messages go first (with a
+ * full send queue the close waits for room); the on_close callback follows. Closing a
+ * closed connection does nothing.
+ */
+tether_result tether_ws_conn_close(const struct tether_ws_conn *conn,
+                                   uint16_t code,
+                                   const char *reason);
+
+/**
+ * The connection's process-unique id (0 for NULL).
+ */
+uint64_t tether_ws_conn_id(const struct tether_ws_conn *conn);
+
+/**
+ * The negotiated subprotocol, empty when none (valid as long as the handle).
+ */
+struct tether_str tether_ws_conn_protocol(const struct tether_ws_conn *conn);
+
+/**
+ * Whether the connection is still open (false for NULL).
+ */
+bool tether_ws_conn_is_open(const struct tether_ws_conn *conn);
+
+/**
+ * Messages waiting in the send queue (0 for NULL).
+ */
+size_t tether_ws_conn_queued(const struct tether_ws_conn *conn);
+
+/**
+ * Server side: copy the upgrade request's header `name` (the first value) into `buf`
+ * (`len` bytes, NUL-terminated); `*out_n` gets its length. A missing header reads as
+ * ""; a client-side connection returns TETHER_RESULT_INVALID_PARAMETER.
+ * TETHER_RESULT_BUFFER_TOO_SMALL when truncated.
+ */
+tether_result tether_ws_conn_request_header(const struct tether_ws_conn *conn,
+                                            const char *name,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *out_n);
+
+/**
+ * Server side: copy the upgrade request's path and query (`/chat?room=1`) into `buf`
+ * like tether_ws_conn_request_header().
+ */
+tether_result tether_ws_conn_request_path(const struct tether_ws_conn *conn,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_n);
+
+/**
+ * A handle of your own to the connection (NULL for NULL).
+ */
+struct tether_ws_conn *tether_ws_conn_clone(const struct tether_ws_conn *conn);
+
+/**
+ * Release a handle from tether_ws_conn_clone() or tether_ws_client_connect() (the
+ * connection stays open: close it with tether_ws_conn_close()). NULL is fine; must not
+ * be called twice, nor on the borrowed handle a callback received.
+ */
+void tether_ws_conn_free(struct tether_ws_conn *conn);
 
 #ifdef __cplusplus
 }  // extern "C"

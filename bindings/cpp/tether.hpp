@@ -249,6 +249,9 @@ struct ServerOptions {
     uint32_t connect_timeout_ms = 0;
     size_t max_payload = 0;
     std::vector<std::string> cors_origins;
+    std::string tls_cert_file; ///< with tls_key_file: serve https:// and wss://
+    std::string tls_key_file;
+    std::string redis_url;     ///< join a cluster through Redis (key "socket.io")
 };
 
 /// A Socket.IO server.
@@ -271,6 +274,10 @@ public:
         if (o.max_payload) detail::check(tether_sio_server_config_set_max_payload(c, o.max_payload));
         for (const auto &origin : o.cors_origins)
             detail::check(tether_sio_server_config_add_cors_origin(c, origin.c_str()));
+        if (!o.tls_cert_file.empty())
+            detail::check(tether_sio_server_config_set_tls_files(c, o.tls_cert_file.c_str(), o.tls_key_file.c_str()));
+        if (!o.redis_url.empty())
+            detail::check(tether_sio_server_config_set_redis(c, o.redis_url.c_str(), nullptr, 0));
         detail::check(tether_sio_server_new(rt.get(), c, &s_));
     }
     Server(Server &&o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
@@ -347,6 +354,8 @@ struct ClientOptions {
     uint32_t reconnection_delay_ms = 1000;
     uint32_t reconnection_delay_max_ms = 5000;
     uint32_t timeout_ms = 0;
+    std::vector<std::string> ca_files;       ///< CA certificates to trust beside the Mozilla roots
+    bool danger_accept_invalid_certs = false; ///< development only: no certificate checks
 };
 
 /// A borrowed client socket (valid during the callback).
@@ -437,6 +446,9 @@ public:
                                                                 o.reconnection_delay_ms,
                                                                 o.reconnection_delay_max_ms, 0.5));
         if (o.timeout_ms) detail::check(tether_sio_client_config_set_timeout(c, o.timeout_ms));
+        for (const auto &f : o.ca_files) detail::check(tether_sio_client_config_add_ca_file(c, f.c_str()));
+        if (o.danger_accept_invalid_certs)
+            detail::check(tether_sio_client_config_danger_accept_invalid_certs(c, true));
         detail::check(tether_sio_client_new(rt.get(), url.c_str(), c, &c_));
     }
     Client(Client &&o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
@@ -474,6 +486,215 @@ private:
         }
     }
     tether_sio_client *c_ = nullptr;
+};
+
+// ---------------------------------------------------------------------------------------
+// Plain WebSocket
+
+/// WebSocket options (zero/empty means the default; see tether_ws_config).
+struct WsOptions {
+    std::string path;                     ///< server: the endpoint's path ("/")
+    std::vector<std::string> allowed_origins;
+    std::vector<std::string> subprotocols;
+    std::vector<std::pair<std::string, std::string>> headers;
+    size_t max_message_size = 0;
+    uint32_t keepalive_ms = 0;
+    size_t send_queue = 0;                ///< with high_water
+    size_t high_water = 0;
+    std::string tls_cert_file;            ///< server: with tls_key_file, serve wss://
+    std::string tls_key_file;
+    std::vector<std::string> ca_files;    ///< client: CAs to trust beside the Mozilla roots
+    bool danger_accept_invalid_certs = false; ///< client, development only
+};
+
+class WsConn;
+
+/// A borrowed WebSocket connection (valid during the callback); clone() keeps it.
+class WsConnRef {
+public:
+    explicit WsConnRef(tether_ws_conn *c) : c_(c) {}
+    uint64_t id() const { return tether_ws_conn_id(c_); }
+    std::string_view protocol() const { return detail::sv(tether_ws_conn_protocol(c_)); }
+    bool is_open() const { return tether_ws_conn_is_open(c_); }
+    size_t queued() const { return tether_ws_conn_queued(c_); }
+    /// Throws tether::error (TETHER_RESULT_QUEUE_FULL, _NOT_CONNECTED, _INVALID_UTF8).
+    void send_text(std::string_view text) const {
+        detail::check(tether_ws_conn_send_text(c_, text.data(), text.size()));
+    }
+    void send_binary(const void *data, size_t len) const {
+        detail::check(tether_ws_conn_send_binary(c_, static_cast<const uint8_t *>(data), len));
+    }
+    void close(uint16_t code = 1000, const std::string &reason = "") const {
+        detail::check(tether_ws_conn_close(c_, code, reason.c_str()));
+    }
+    /// Server side: a header of the upgrade request ("" when missing).
+    std::string request_header(const std::string &name) const {
+        char buf[4096];
+        size_t n = 0;
+        detail::check(tether_ws_conn_request_header(c_, name.c_str(), buf, sizeof buf, &n));
+        return std::string(buf, n);
+    }
+    WsConn clone() const;
+    tether_ws_conn *get() const { return c_; }
+
+protected:
+    tether_ws_conn *c_;
+};
+
+/// An owned WebSocket connection handle (the connection stays open when it is released).
+class WsConn : public WsConnRef {
+public:
+    WsConn() : WsConnRef(nullptr) {}
+    explicit WsConn(tether_ws_conn *c) : WsConnRef(c) {}
+    WsConn(WsConn &&o) noexcept : WsConnRef(std::exchange(o.c_, nullptr)) {}
+    WsConn &operator=(WsConn &&o) noexcept {
+        if (this != &o) {
+            tether_ws_conn_free(c_);
+            c_ = std::exchange(o.c_, nullptr);
+        }
+        return *this;
+    }
+    WsConn(const WsConn &) = delete;
+    WsConn &operator=(const WsConn &) = delete;
+    ~WsConn() { tether_ws_conn_free(c_); }
+    explicit operator bool() const { return c_ != nullptr; }
+};
+
+inline WsConn WsConnRef::clone() const { return WsConn(tether_ws_conn_clone(c_)); }
+
+/// The handlers of a WebSocket server or client (any may be empty). They run as the
+/// runtime's delivery says; per connection in order, on_open first, on_close last.
+struct WsHandlers {
+    std::function<void(WsConnRef)> on_open;
+    std::function<void(WsConnRef, bool binary, std::string_view data)> on_message;
+    std::function<void(WsConnRef, uint16_t code, std::string_view reason, bool by_peer)> on_close;
+    std::function<void(WsConnRef, size_t queued)> on_high_water;
+    std::function<void(tether_result, std::string_view message)> on_connect_error;
+};
+
+namespace detail {
+inline std::unique_ptr<tether_ws_config, void (*)(tether_ws_config *)> ws_config(const WsOptions &o) {
+    tether_ws_config *c = nullptr;
+    check(tether_ws_config_new(&c));
+    std::unique_ptr<tether_ws_config, void (*)(tether_ws_config *)> g(c, tether_ws_config_free);
+    if (!o.path.empty()) check(tether_ws_config_set_path(c, o.path.c_str()));
+    for (const auto &x : o.allowed_origins) check(tether_ws_config_add_allowed_origin(c, x.c_str()));
+    for (const auto &x : o.subprotocols) check(tether_ws_config_add_subprotocol(c, x.c_str()));
+    for (const auto &h : o.headers) check(tether_ws_config_add_header(c, h.first.c_str(), h.second.c_str()));
+    if (o.max_message_size) check(tether_ws_config_set_max_message_size(c, o.max_message_size));
+    if (o.keepalive_ms) check(tether_ws_config_set_keepalive(c, o.keepalive_ms));
+    if (o.send_queue) check(tether_ws_config_set_send_queue(c, o.send_queue, o.high_water ? o.high_water : o.send_queue));
+    if (!o.tls_cert_file.empty())
+        check(tether_ws_config_set_tls_files(c, o.tls_cert_file.c_str(), o.tls_key_file.c_str()));
+    for (const auto &f : o.ca_files) check(tether_ws_config_add_ca_file(c, f.c_str()));
+    if (o.danger_accept_invalid_certs) check(tether_ws_config_danger_accept_invalid_certs(c, true));
+    return g;
+}
+
+struct WsTramp {
+    static WsHandlers &h(void *ud) { return *static_cast<WsHandlers *>(ud); }
+    static void open(void *ud, tether_ws_conn *c) {
+        if (h(ud).on_open) call<std::function<void(WsConnRef)>>(&h(ud).on_open, WsConnRef(c));
+    }
+    static void message(void *ud, tether_ws_conn *c, bool binary, const uint8_t *data, size_t len) {
+        using F = std::function<void(WsConnRef, bool, std::string_view)>;
+        std::string_view d(reinterpret_cast<const char *>(data), data ? len : 0);
+        if (h(ud).on_message) call<F>(&h(ud).on_message, WsConnRef(c), binary, d);
+    }
+    static void close(void *ud, tether_ws_conn *c, uint16_t code, tether_str reason, bool by_peer) {
+        using F = std::function<void(WsConnRef, uint16_t, std::string_view, bool)>;
+        if (h(ud).on_close) call<F>(&h(ud).on_close, WsConnRef(c), code, sv(reason), by_peer);
+    }
+    static void high_water(void *ud, tether_ws_conn *c, size_t queued) {
+        using F = std::function<void(WsConnRef, size_t)>;
+        if (h(ud).on_high_water) call<F>(&h(ud).on_high_water, WsConnRef(c), queued);
+    }
+    static void connect_error(void *ud, tether_result st, tether_str msg) {
+        using F = std::function<void(tether_result, std::string_view)>;
+        if (h(ud).on_connect_error) call<F>(&h(ud).on_connect_error, st, sv(msg));
+    }
+    /// The C callbacks struct; the library owns `handlers` from here on.
+    static tether_ws_callbacks make(WsHandlers handlers) {
+        tether_ws_callbacks cb{};
+        cb.on_open = &open;
+        cb.on_message = &message;
+        cb.on_close = &close;
+        cb.on_high_water = &high_water;
+        cb.on_connect_error = &connect_error;
+        cb.userdata = new WsHandlers(std::move(handlers));
+        cb.userdata_free = &free_fn<WsHandlers>;
+        return cb;
+    }
+};
+} // namespace detail
+
+/// A plain WebSocket server.
+class WsServer {
+public:
+    WsServer(Runtime &rt, WsHandlers handlers, const WsOptions &o = {}) {
+        auto c = detail::ws_config(o);
+        tether_ws_callbacks cb = detail::WsTramp::make(std::move(handlers));
+        detail::check(tether_ws_server_new(rt.get(), c.get(), &cb, &s_));
+    }
+    WsServer(WsServer &&o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+    WsServer &operator=(WsServer &&o) noexcept {
+        if (this != &o) {
+            tether_ws_server_free(s_);
+            s_ = std::exchange(o.s_, nullptr);
+        }
+        return *this;
+    }
+    WsServer(const WsServer &) = delete;
+    WsServer &operator=(const WsServer &) = delete;
+    ~WsServer() { tether_ws_server_free(s_); }
+    /// Listen; returns the bound port.
+    uint16_t listen(const std::string &address) {
+        uint16_t port = 0;
+        detail::check(tether_ws_server_listen(s_, address.c_str(), &port));
+        return port;
+    }
+    size_t connection_count() const { return tether_ws_server_connection_count(s_); }
+    void close() { detail::check(tether_ws_server_close(s_)); }
+    tether_ws_server *get() const { return s_; }
+
+private:
+    tether_ws_server *s_ = nullptr;
+};
+
+/// A plain WebSocket client: each connect() opens one connection with the handlers.
+class WsClient {
+public:
+    WsClient(Runtime &rt, WsHandlers handlers, const WsOptions &o = {}) {
+        auto c = detail::ws_config(o);
+        tether_ws_callbacks cb = detail::WsTramp::make(std::move(handlers));
+        detail::check(tether_ws_client_new(rt.get(), c.get(), &cb, &c_));
+    }
+    WsClient(WsClient &&o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+    WsClient &operator=(WsClient &&o) noexcept {
+        if (this != &o) {
+            tether_ws_client_free(c_);
+            c_ = std::exchange(o.c_, nullptr);
+        }
+        return *this;
+    }
+    WsClient(const WsClient &) = delete;
+    WsClient &operator=(const WsClient &) = delete;
+    ~WsClient() { tether_ws_client_free(c_); }
+    /// Connect and wait (not from inside a handler); throws tether::error on failure.
+    WsConn connect(const std::string &url, uint32_t timeout_ms = 5000) {
+        tether_ws_conn *conn = nullptr;
+        detail::check(tether_ws_client_connect(c_, url.c_str(), timeout_ms == 0 ? 1 : timeout_ms, &conn));
+        return WsConn(conn);
+    }
+    /// Connect in the background: on_open or on_connect_error follows.
+    void connect_async(const std::string &url) {
+        detail::check(tether_ws_client_connect(c_, url.c_str(), 0, nullptr));
+    }
+    void close() { detail::check(tether_ws_client_close(c_)); }
+    tether_ws_client *get() const { return c_; }
+
+private:
+    tether_ws_client *c_ = nullptr;
 };
 
 /// The library's version string ("tether/X.Y.Z").

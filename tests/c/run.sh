@@ -5,7 +5,9 @@
 #   - tests/c/test_*.c with -fsanitize=address,undefined
 #   - test_lifecycle once under valgrind
 #   - 100 dlopen/dlclose cycles (test_dlopen)
-#   - the examples (examples/c/Makefile): game_loop, broadcast; client.c against the
+#   - tests/c/test_ws.c, test_tls.c (CA made with the openssl CLI), test_redis.c (starts a
+#     redis-server on a free port; skipped, saying so, when it is not installed)
+#   - the examples (examples/c/Makefile): game_loop, broadcast, ws_echo; client.c against the
 #     official Node socket.io server; the official socket.io-client against chat_server.c
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 set -u
@@ -90,6 +92,7 @@ if make -s -C examples/c OUT="$EX" TARGET_DIR="$TARGET_DIR" SAN="${SAN[*]}" >"$O
   ok examples-build
   run example-game_loop timeout 60 "$EX/game_loop" 90
   run example-broadcast-cpp timeout 60 "$EX/broadcast"
+  run example-ws_echo-cpp timeout 60 "$EX/ws_echo"
   if command -v node >/dev/null && [ -d tests/interop/node_modules/socket.io ]; then
     # client.c against the official Node socket.io server
     client_vs_node() {

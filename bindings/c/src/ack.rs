@@ -220,10 +220,8 @@ pub(crate) fn ack_oneshot(
             let ud = ud;
             match outcome {
                 Outcome::Ack(Ok(args)) => {
-                    let c = CArgs::new(args);
-                    let a = c.c();
                     // SAFETY: the C caller's callback and userdata.
-                    unsafe { cb(ud.0, tether_result::Ok, &a) }
+                    CArgs::new(args).lend(|a| unsafe { cb(ud.0, tether_result::Ok, a) })
                 }
                 Outcome::Ack(Err(e)) => {
                     // SAFETY: as above.

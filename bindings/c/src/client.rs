@@ -17,11 +17,12 @@ use tether_core::sio::client::{
 
 use crate::ack::{Outcome, ack_oneshot, send_error, tether_sio_ack_cb};
 use crate::error::{Fail, guard, result, tether_result};
+use crate::event::{Cb, deliver_event, tether_sio_event};
 use crate::runtime::tether_runtime;
-use crate::server::{call_event, tether_sio_event};
+use crate::tls::ClientTrust;
 use crate::util::{
-    ArcHandle, BoxHandle, Userdata, cstr, event_args, json_value, ms, nul_terminated, opt_cstr,
-    tether_bytes, tether_free_cb, tether_str,
+    ArcHandle, BoxHandle, Userdata, check_rt, cstr, event_args, json_value, lock, ms,
+    nul_terminated, opt_cstr, read, tether_bytes, tether_free_cb, tether_str, write,
 };
 
 /// Transport bits for tether_sio_client_config_set_transports().
@@ -54,6 +55,7 @@ pub(crate) struct ClientConfig {
     timeout: Option<Duration>,
     retries: Option<(u32, Duration)>,
     offline_buffer: Option<usize>,
+    trust: ClientTrust,
 }
 
 impl BoxHandle for tether_sio_client_config {
@@ -184,7 +186,7 @@ pub unsafe extern "C" fn tether_sio_client_config_add_header(
     })
 }
 
-fn http_name_invalid(n: &str) -> bool {
+pub(crate) fn http_name_invalid(n: &str) -> bool {
     n.is_empty()
         || !n
             .bytes()
@@ -278,6 +280,44 @@ pub unsafe extern "C" fn tether_sio_client_config_set_offline_buffer(
 ) -> tether_result {
     with_config(config, |c| {
         c.offline_buffer = Some(packets);
+        Ok(())
+    })
+}
+
+/// Trust the CA certificates in `ca_pem` (PEM bytes, parsed now and copied) for
+/// `https://` servers, beside the Mozilla roots. May be called several times.
+/// TETHER_RESULT_INVALID_PARAMETER when the bytes hold no valid certificate.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tether_sio_client_config_add_ca_pem(
+    config: *mut tether_sio_client_config,
+    ca_pem: *const u8,
+    ca_len: usize,
+) -> tether_result {
+    // SAFETY: a readable buffer of `ca_len` bytes.
+    with_config(config, |c| unsafe { c.trust.add_ca_pem(ca_pem, ca_len) })
+}
+
+/// As tether_sio_client_config_add_ca_pem(), reading the PEM file at `ca_path` now.
+/// TETHER_RESULT_IO when it cannot be read.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tether_sio_client_config_add_ca_file(
+    config: *mut tether_sio_client_config,
+    ca_path: *const c_char,
+) -> tether_result {
+    // SAFETY: a NUL-terminated string.
+    with_config(config, |c| unsafe { c.trust.add_ca_file(ca_path) })
+}
+
+/// **DANGER, development only.** With `accept` true, accept any server certificate for
+/// any host: the connection is encrypted but not authenticated, so anyone on the path
+/// can read and change it. Never ship this.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tether_sio_client_config_danger_accept_invalid_certs(
+    config: *mut tether_sio_client_config,
+    accept: bool,
+) -> tether_result {
+    with_config(config, |c| {
+        c.trust.danger_accept_invalid_certs(accept);
         Ok(())
     })
 }
@@ -389,11 +429,6 @@ type LifeFn = unsafe extern "C" fn(
 type CEventFn =
     unsafe extern "C" fn(*mut c_void, *mut tether_sio_client_socket, *const tether_sio_event);
 
-struct Cb<F> {
-    f: F,
-    ud: Userdata,
-}
-
 pub(crate) struct ClientCbs {
     rt: Runtime,
     lifecycle: RwLock<Option<Arc<Cb<LifeFn>>>>,
@@ -489,27 +524,6 @@ impl Drop for ClientObj {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    match m.read() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    match m.write() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 /// Make a client for `url` (`http://host:port[/namespace]`; the path names the main
 /// namespace). `config` may be NULL for the defaults (it is copied). Nothing connects
 /// until tether_sio_client_socket_connect().
@@ -566,6 +580,9 @@ pub unsafe extern "C" fn tether_sio_client_new(
             }
             if let Some(n) = cfg.offline_buffer {
                 b = b.offline_buffer(n);
+            }
+            if let Some(t) = cfg.trust.build()? {
+                b = b.tls(t);
             }
             let client = {
                 let _g = handle.enter();
@@ -641,7 +658,7 @@ pub unsafe extern "C" fn tether_sio_client_on_lifecycle(
             let Some(f) = callback else {
                 return Err(Fail::null("callback"));
             };
-            *write(&c.cbs.lifecycle) = Some(Arc::new(Cb { f, ud }));
+            *write(&c.cbs.lifecycle) = Some(Cb::new(f, ud));
             Ok(())
         })())
     })
@@ -767,7 +784,7 @@ fn with_csocket(
         result((|| {
             // SAFETY: a socket handle.
             let s = unsafe { tether_sio_client_socket::get(socket) }?;
-            s.rt.check()?;
+            check_rt(&s.rt)?;
             f(s)
         })())
     })
@@ -852,22 +869,20 @@ pub unsafe extern "C" fn tether_sio_client_socket_on(
         };
         // SAFETY: a NUL-terminated string.
         let e = unsafe { cstr(event, "event") }?;
-        let cb = Arc::new(Cb { f, ud });
+        let cb = Cb::new(f, ud);
         let w = weak_of(s);
         let rt = s.rt.clone();
         s.socket.on(e.to_owned(), move |_, ev| {
-            let Some(so) = w.upgrade() else { return };
-            let cb = cb.clone();
-            rt.deliver(Box::new(move || {
-                call_event(
-                    cb.f,
-                    cb.ud.ptr,
-                    tether_sio_client_socket::borrow_ptr(&so),
+            if let Some(so) = w.upgrade() {
+                deliver_event::<tether_sio_client_socket>(
+                    &rt,
+                    cb.clone(),
+                    so,
                     ev.name,
                     ev.args,
                     ev.ack,
-                )
-            }));
+                );
+            }
         });
         Ok(())
     })
@@ -900,23 +915,14 @@ pub unsafe extern "C" fn tether_sio_client_socket_on_any(
         let Some(f) = callback else {
             return Err(Fail::null("callback"));
         };
-        let cb: Arc<Cb<CEventFn>> = Arc::new(Cb { f, ud });
+        let cb: Arc<Cb<CEventFn>> = Cb::new(f, ud);
         let w = weak_of(s);
         let rt = s.rt.clone();
         s.socket.on_any(move |_, ev| {
-            let Some(so) = w.upgrade() else { return };
-            let cb = cb.clone();
-            let (name, args, ack) = (ev.name.clone(), ev.args.clone(), ev.ack.clone());
-            rt.deliver(Box::new(move || {
-                call_event(
-                    cb.f,
-                    cb.ud.ptr,
-                    tether_sio_client_socket::borrow_ptr(&so),
-                    name,
-                    args,
-                    ack,
-                )
-            }));
+            if let Some(so) = w.upgrade() {
+                let (name, args, ack) = (ev.name.clone(), ev.args.clone(), ev.ack.clone());
+                deliver_event::<tether_sio_client_socket>(&rt, cb.clone(), so, name, args, ack);
+            }
         });
         Ok(())
     })

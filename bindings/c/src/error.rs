@@ -215,6 +215,12 @@ impl PanicDefault for bool {
     }
 }
 
+impl PanicDefault for u64 {
+    fn panic_default() -> Self {
+        0
+    }
+}
+
 impl PanicDefault for usize {
     fn panic_default() -> Self {
         0

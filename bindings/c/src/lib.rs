@@ -12,28 +12,35 @@
 //! - Callbacks reach C through the runtime's [`tether_core::dispatch::Dispatcher`]:
 //!   inline on runtime threads, or queued for `tether_runtime_dispatch`.
 //!
-//! The plain-WebSocket API (`tether_ws_*`) will sit beside `tether_sio_*` once the core
-//! has it: same runtime, same event/bytes types, same error codes.
+//! The plain-WebSocket API (`tether_ws_*`) sits beside `tether_sio_*`: same runtime,
+//! same delivery modes, same error codes.
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
 mod ack;
 mod client;
 mod error;
+mod event;
 mod json;
 mod log;
+mod redis;
 mod runtime;
 mod server;
+mod tls;
 mod util;
+mod ws;
 
 pub use ack::*;
 pub use client::*;
 pub use error::*;
+pub use event::*;
 pub use json::*;
 pub use log::*;
+pub use redis::*;
 pub use runtime::*;
 pub use server::*;
 pub use util::*;
+pub use ws::*;
 
 use std::ffi::c_char;
 

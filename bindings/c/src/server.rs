@@ -8,67 +8,32 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
+use tether_core::adapter::{RedisAdapter, RedisAdapterConfig};
 use tether_core::config::{Cors, CorsOrigins, EngineConfig, SioConfig};
 use tether_core::dispatch::{Dispatcher, Job};
 use tether_core::engine::Engine;
 use tether_core::runtime::{Closable, Registration, Runtime};
 use tether_core::sio::{
-    AckSender, Args, BroadcastOperator, ConnectContext, ConnectDecision, ConnectError, EmitError,
-    Io, Namespace, SocketRef,
+    BroadcastOperator, ConnectContext, ConnectDecision, ConnectError, EmitError, Io, Namespace,
+    SocketRef,
 };
 use tether_core::transport::http::serve;
 use tether_core::{Routes as StaticRoutes, ServerHandle};
 
-use crate::ack::{AckObj, Outcome, ack_oneshot, broadcast_oneshot, send_error, tether_ack};
+use crate::ack::{Outcome, ack_oneshot, broadcast_oneshot, send_error};
 use crate::ack::{tether_sio_ack_cb, tether_sio_broadcast_ack_cb};
 use crate::error::{Fail, guard, result, tether_result};
+use crate::event::{Cb, deliver_event, tether_sio_event};
+use crate::redis::adapter_error;
 use crate::runtime::tether_runtime;
+use crate::tls::{server_tls_files, server_tls_pem};
 use crate::util::{
-    ArcHandle, BoxHandle, CArgs, Userdata, bytes, cstr, event_args, json_value, ms, nul_terminated,
-    opt_cstr, tether_bytes, tether_free_cb, tether_sio_args, tether_str,
+    ArcHandle, BoxHandle, Userdata, bytes, check_rt, cstr, event_args, json_value, lock, ms,
+    nul_terminated, opt_cstr, read, tether_bytes, tether_free_cb, tether_str, write,
 };
 
 // ---------------------------------------------------------------------------
 // Shared event types
-
-/// An incoming event, borrowed for the duration of the callback.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct tether_sio_event {
-    /// The event name.
-    pub name: tether_str,
-    /// The arguments (JSON array text + attachments).
-    pub args: tether_sio_args,
-    /// Non-NULL when the sender asked for an acknowledgement: answer with
-    /// tether_ack_send(), now or later (tether_ack_clone() to keep it past the call).
-    pub ack: *mut tether_ack,
-}
-
-/// Run an event callback with an event made from core values.
-pub(crate) fn call_event<S>(
-    f: unsafe extern "C" fn(*mut c_void, *mut S, *const tether_sio_event),
-    ud: *mut c_void,
-    socket: *mut S,
-    name: String,
-    args: Args,
-    ack: Option<AckSender>,
-) {
-    let name = nul_terminated(name);
-    let cargs = CArgs::new(args);
-    let ack = ack.map(|sender| Arc::new(AckObj { sender }));
-    let ev = tether_sio_event {
-        name: tether_str::from_nul(&name),
-        args: cargs.c(),
-        ack: ack
-            .as_ref()
-            .map(tether_ack::borrow_ptr)
-            .unwrap_or(std::ptr::null_mut()),
-    };
-    // SAFETY: the C caller's callback and userdata; everything passed lives until after
-    // the call.
-    unsafe { f(ud, socket, &ev) };
-    drop(ack);
-}
 
 /// Hand a job to the runtime from any thread so that, in runtime-threads mode, it runs on
 /// a runtime thread (not on the host thread that caused it).
@@ -101,6 +66,8 @@ pub(crate) struct ServerConfig {
     cors_any: bool,
     cors_origins: Vec<String>,
     cors_credentials: bool,
+    tls: Option<tether_core::tls::ServerTls>,
+    redis: Option<(String, RedisAdapterConfig)>,
 }
 
 impl BoxHandle for tether_sio_server_config {
@@ -273,6 +240,80 @@ pub unsafe extern "C" fn tether_sio_server_config_set_serve_client(
     })
 }
 
+/// Serve over TLS (`https://` and `wss://` on the same port) with this certificate
+/// chain (PEM, leaf first) and private key (PEM: PKCS#8, PKCS#1 or SEC1). The bytes
+/// are parsed now and copied. TETHER_RESULT_INVALID_PARAMETER when no certificate or
+/// key is found or rustls refuses them (the reason is in the last error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tether_sio_server_config_set_tls_pem(
+    config: *mut tether_sio_server_config,
+    cert_pem: *const u8,
+    cert_len: usize,
+    key_pem: *const u8,
+    key_len: usize,
+) -> tether_result {
+    with_config(config, |c| {
+        // SAFETY: readable buffers of these lengths.
+        c.tls = Some(unsafe { server_tls_pem(cert_pem, cert_len, key_pem, key_len) }?);
+        Ok(())
+    })
+}
+
+/// As tether_sio_server_config_set_tls_pem(), reading the PEM files at `cert_path` and
+/// `key_path` now. TETHER_RESULT_IO when a file cannot be read.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tether_sio_server_config_set_tls_files(
+    config: *mut tether_sio_server_config,
+    cert_path: *const c_char,
+    key_path: *const c_char,
+) -> tether_result {
+    with_config(config, |c| {
+        // SAFETY: NUL-terminated strings.
+        c.tls = Some(unsafe { server_tls_files(cert_path, key_path) }?);
+        Ok(())
+    })
+}
+
+/// Join a cluster through Redis at `url` (`redis://[user:password@]host:port[/db]`):
+/// broadcasts, rooms and remote operations reach the sockets of every server using the
+/// same Redis and `key` (the channel prefix; NULL: "socket.io"), tether or Node
+/// socket.io with `@socket.io/redis-adapter`. `requests_timeout_ms` bounds the wait for
+/// the other servers' answers (0: 5000). tether_sio_server_new() then connects (and
+/// fails with TETHER_RESULT_CONNECT_FAILED when Redis is unreachable);
+/// tether_sio_server_listen() waits (at most 5 s) until the subscriptions of the
+/// namespaces that have handlers are live. During a Redis outage broadcasts still reach
+/// local sockets; messages for the other servers are lost, and the adapter reconnects.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tether_sio_server_config_set_redis(
+    config: *mut tether_sio_server_config,
+    url: *const c_char,
+    key: *const c_char,
+    requests_timeout_ms: u32,
+) -> tether_result {
+    with_config(config, |c| {
+        // SAFETY: NUL-terminated strings (key may be NULL).
+        let (u, k) = unsafe { (cstr(url, "url")?, opt_cstr(key, "key")?) };
+        if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) {
+            return Err(Fail::new(
+                tether_result::InvalidParameter,
+                "the Redis url must start with redis://, rediss:// or unix://",
+            ));
+        }
+        let mut rc = RedisAdapterConfig::default();
+        if let Some(k) = k {
+            if k.is_empty() {
+                return Err(Fail::new(tether_result::InvalidParameter, "empty key"));
+            }
+            rc.key = k.to_owned();
+        }
+        if requests_timeout_ms > 0 {
+            rc.requests_timeout = ms(requests_timeout_ms);
+        }
+        c.redis = Some((u.to_owned(), rc));
+        Ok(())
+    })
+}
+
 /// Release a configuration. NULL is fine; must not be called twice.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tether_sio_server_config_free(config: *mut tether_sio_server_config) {
@@ -327,12 +368,7 @@ pub type tether_sio_disconnect_cb = Option<
 pub type tether_sio_connect_request_cb =
     Option<unsafe extern "C" fn(userdata: *mut c_void, request: *mut tether_sio_connect_request)>;
 
-struct Cb<F> {
-    f: F,
-    ud: Userdata,
-}
-
-type EventFn = unsafe extern "C" fn(*mut c_void, *mut tether_sio_socket, *const tether_sio_event);
+type EventFn = crate::event::EventFn<tether_sio_socket>;
 type ConnFn = unsafe extern "C" fn(*mut c_void, *mut tether_sio_socket);
 type DiscFn = unsafe extern "C" fn(*mut c_void, *mut tether_sio_socket, tether_str);
 
@@ -353,6 +389,8 @@ pub(crate) struct ServerObj {
     engine: OnceLock<Arc<Engine>>,
     engine_config: EngineConfig,
     serve_client: bool,
+    tls: Option<tether_core::tls::ServerTls>,
+    redis: Option<RedisAdapter>,
     routes: Mutex<StaticRoutes>,
     handles: Mutex<Vec<ServerHandle>>,
     ns: Mutex<HashMap<String, Arc<NsCbs>>>,
@@ -387,28 +425,7 @@ impl Drop for ServerObj {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    match m.read() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    match m.write() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn norm_nsp(nsp: Option<&str>) -> String {
+pub(crate) fn norm_nsp(nsp: Option<&str>) -> String {
     match nsp {
         None | Some("") => "/".to_owned(),
         Some(n) if n.starts_with('/') => n.to_owned(),
@@ -418,7 +435,7 @@ fn norm_nsp(nsp: Option<&str>) -> String {
 
 impl ServerObj {
     fn check(&self) -> Result<(), Fail> {
-        self.rt.check()?;
+        check_rt(&self.rt)?;
         if self.is_closed() {
             return Err(Fail::new(tether_result::ShutDown, "the server is closed"));
         }
@@ -498,20 +515,9 @@ fn install_event(cbs: &Arc<NsCbs>, so: &Arc<SockObj>, name: &str) {
     let cbs2 = cbs.clone();
     let so2 = so.clone();
     so.socket.on(name.to_owned(), move |_s, ev| {
-        let Some(cb) = read(&cbs2.events).get(&ev.name).cloned() else {
-            return;
-        };
-        let so3 = so2.clone();
-        cbs2.rt.deliver(Box::new(move || {
-            call_event(
-                cb.f,
-                cb.ud.ptr,
-                tether_sio_socket::borrow_ptr(&so3),
-                ev.name,
-                ev.args,
-                ev.ack,
-            )
-        }));
+        if let Some(cb) = read(&cbs2.events).get(&ev.name).cloned() {
+            deliver_event::<tether_sio_socket>(&cbs2.rt, cb, so2.clone(), ev.name, ev.args, ev.ack);
+        }
     });
 }
 
@@ -522,21 +528,10 @@ fn install_any(cbs: &Arc<NsCbs>, so: &Arc<SockObj>) {
     let cbs2 = cbs.clone();
     let so2 = so.clone();
     so.socket.on_any(move |_s, ev| {
-        let Some(cb) = read(&cbs2.any).clone() else {
-            return;
-        };
-        let so3 = so2.clone();
-        let (name, args, ack) = (ev.name.clone(), ev.args.clone(), ev.ack.clone());
-        cbs2.rt.deliver(Box::new(move || {
-            call_event(
-                cb.f,
-                cb.ud.ptr,
-                tether_sio_socket::borrow_ptr(&so3),
-                name,
-                args,
-                ack,
-            )
-        }));
+        if let Some(cb) = read(&cbs2.any).clone() {
+            let (name, args, ack) = (ev.name.clone(), ev.args.clone(), ev.ack.clone());
+            deliver_event::<tether_sio_socket>(&cbs2.rt, cb, so2.clone(), name, args, ack);
+        }
     });
 }
 
@@ -580,15 +575,31 @@ pub unsafe extern "C" fn tether_sio_server_new(
                     credentials: cfg.cors_credentials,
                 });
             }
-            let io = Io::builder()
+            let redis = match cfg.redis.clone() {
+                Some((url, rc)) => Some(
+                    rt.rt
+                        .block_on(
+                            async move { RedisAdapter::connect_with(&url, rc).await },
+                            Duration::from_secs(10),
+                        )?
+                        .map_err(|e| adapter_error(e, tether_result::ConnectFailed))?,
+                ),
+                None => None,
+            };
+            let mut io = Io::builder()
                 .engine_config(engine.clone())
-                .sio_config(cfg.sio.clone())
-                .build();
+                .sio_config(cfg.sio.clone());
+            if let Some(a) = &redis {
+                io = io.adapter(a.clone());
+            }
+            let io = io.build();
             let obj = Arc::new(ServerObj {
                 rt: rt.rt.clone(),
                 engine: OnceLock::new(),
                 engine_config: engine,
                 serve_client: cfg.sio.serve_client,
+                tls: cfg.tls.clone(),
+                redis,
                 io,
                 routes: Mutex::new(StaticRoutes::new()),
                 handles: Mutex::new(Vec::new()),
@@ -696,6 +707,9 @@ pub unsafe extern "C" fn tether_sio_server_listen(
         // SAFETY: a NUL-terminated string.
         let addr = unsafe { cstr(address, "address") }?.to_owned();
         let mut routes = lock(&s.routes).clone();
+        if let Some(t) = &s.tls {
+            routes = routes.tls(t.clone());
+        }
         let engine = s
             .engine
             .get_or_init(|| Engine::new(s.engine_config.clone(), s.io.engine_handler()))
@@ -719,6 +733,11 @@ pub unsafe extern "C" fn tether_sio_server_listen(
             return Err(Fail::new(tether_result::ShutDown, "the server is closed"));
         }
         lock(&s.handles).push(handle);
+        if let Some(a) = s.redis.clone() {
+            let ready = async move { a.ready(Duration::from_secs(5)).await };
+            s.rt.block_on(ready, Duration::from_secs(6))?
+                .map_err(|e| adapter_error(e, tether_result::ConnectFailed))?;
+        }
         if !port_out.is_null() {
             // SAFETY: non-NULL out-parameter.
             unsafe { *port_out = port };
@@ -751,7 +770,7 @@ pub unsafe extern "C" fn tether_sio_server_on_connection(
         let f = require_cb!(callback);
         // SAFETY: NULL or a NUL-terminated string.
         let n = norm_nsp(unsafe { opt_cstr(nsp, "nsp") }?);
-        *write(&s.ns(&n).connection) = Some(Arc::new(Cb { f, ud }));
+        *write(&s.ns(&n).connection) = Some(Cb::new(f, ud));
         Ok(())
     })
 }
@@ -773,7 +792,7 @@ pub unsafe extern "C" fn tether_sio_server_on(
         // SAFETY: NUL-terminated strings.
         let (n, e) = unsafe { (norm_nsp(opt_cstr(nsp, "nsp")?), cstr(event, "event")?) };
         let cbs = s.ns(&n);
-        write(&cbs.events).insert(e.to_owned(), Arc::new(Cb { f, ud }));
+        write(&cbs.events).insert(e.to_owned(), Cb::new(f, ud));
         for so in live_sockets(&cbs) {
             install_event(&cbs, &so, e);
         }
@@ -813,7 +832,7 @@ pub unsafe extern "C" fn tether_sio_server_on_any(
         // SAFETY: NULL or a NUL-terminated string.
         let n = norm_nsp(unsafe { opt_cstr(nsp, "nsp") }?);
         let cbs = s.ns(&n);
-        *write(&cbs.any) = Some(Arc::new(Cb { f, ud }));
+        *write(&cbs.any) = Some(Cb::new(f, ud));
         for so in live_sockets(&cbs) {
             install_any(&cbs, &so);
         }
@@ -835,7 +854,7 @@ pub unsafe extern "C" fn tether_sio_server_on_disconnect(
         let f = require_cb!(callback);
         // SAFETY: NULL or a NUL-terminated string.
         let n = norm_nsp(unsafe { opt_cstr(nsp, "nsp") }?);
-        *write(&s.ns(&n).disconnect) = Some(Arc::new(Cb { f, ud }));
+        *write(&s.ns(&n).disconnect) = Some(Cb::new(f, ud));
         Ok(())
     })
 }
@@ -856,7 +875,7 @@ pub unsafe extern "C" fn tether_sio_server_on_connect_request(
         // SAFETY: NULL or a NUL-terminated string.
         let n = norm_nsp(unsafe { opt_cstr(nsp, "nsp") }?);
         s.ns(&n);
-        let cb = Arc::new(Cb { f, ud });
+        let cb = Cb::new(f, ud);
         let rt = s.rt.clone();
         s.io.of(&n).use_deferred_middleware(move |ctx, decision| {
             let req = Arc::new(ConnReq::new(rt.clone(), ctx, decision));
@@ -893,7 +912,7 @@ pub struct tether_sio_target {
     pub is_volatile: bool,
 }
 
-unsafe fn str_list<'a>(
+pub(crate) unsafe fn str_list<'a>(
     p: *const *const c_char,
     n: usize,
     what: &str,
@@ -1146,7 +1165,7 @@ fn with_socket(
         result((|| {
             // SAFETY: a socket handle.
             let s = unsafe { tether_sio_socket::get(socket) }?;
-            s.rt.check()?;
+            check_rt(&s.rt)?;
             f(s)
         })())
     })
@@ -1395,7 +1414,12 @@ pub unsafe extern "C" fn tether_sio_connect_request_auth(
     })
 }
 
-fn copy_out(s: &str, buf: *mut c_char, len: usize, out_n: *mut usize) -> Result<(), Fail> {
+pub(crate) fn copy_out(
+    s: &str,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> Result<(), Fail> {
     if buf.is_null() {
         return Err(Fail::null("buf"));
     }

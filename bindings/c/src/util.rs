@@ -173,6 +173,9 @@ pub(crate) unsafe fn parse_args(
     bins: *const tether_bytes,
     bins_len: usize,
 ) -> Result<Args, Fail> {
+    if let Some(args) = take_lent(json, json_len, bins, bins_len) {
+        return Ok(args);
+    }
     let values = if json.is_null() && json_len == 0 {
         Vec::new()
     } else {
@@ -241,6 +244,8 @@ pub(crate) struct CArgs {
     json: String,
     table: Vec<tether_bytes>,
     _bins: Vec<Bytes>,
+    /// The parsed values, lent to the callback (see [`CArgs::lend`]).
+    args: Option<Args>,
 }
 
 impl CArgs {
@@ -257,7 +262,8 @@ impl CArgs {
         CArgs {
             json,
             table,
-            _bins: args.bins,
+            _bins: args.bins.clone(),
+            args: Some(args),
         }
     }
 
@@ -272,6 +278,71 @@ impl CArgs {
             bins_len: self.table.len(),
         }
     }
+
+    /// Run the callback `f` with these arguments. While it runs, handing the very same
+    /// buffers back to an emit or an ack on this thread (an echo, a forward, an ack with
+    /// the arguments received: the common case) reuses the parsed values instead of
+    /// parsing the JSON text again (the first time; later uses parse).
+    pub(crate) fn lend<R>(&mut self, f: impl FnOnce(&tether_sio_args) -> R) -> R {
+        let c = self.c();
+        let lent = Lent {
+            json: c.json.data,
+            len: c.json.len,
+            bins: c.bins,
+            bins_len: c.bins_len,
+            args: self.args.take(),
+        };
+        let prev = LENT.with(|l| l.replace(Some(lent)));
+        // Restores the previous loan even if `f` unwinds: a stale loan must never match
+        // a later buffer that happens to sit at the same address.
+        struct Restore(Option<Lent>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                let _ = LENT.try_with(|l| l.replace(prev));
+            }
+        }
+        let _restore = Restore(prev);
+        f(&c)
+    }
+}
+
+/// The arguments lent to the running callback (compared by address, never read).
+struct Lent {
+    json: *const c_char,
+    len: usize,
+    bins: *const tether_bytes,
+    bins_len: usize,
+    args: Option<Args>,
+}
+
+thread_local! {
+    static LENT: std::cell::RefCell<Option<Lent>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The lent arguments, when C hands back exactly the buffers it was given.
+fn take_lent(
+    json: *const c_char,
+    json_len: usize,
+    bins: *const tether_bytes,
+    bins_len: usize,
+) -> Option<Args> {
+    LENT.try_with(|l| {
+        let mut l = l.borrow_mut();
+        match l.as_mut() {
+            Some(x)
+                if x.json == json
+                    && x.len == json_len
+                    && x.bins == bins
+                    && x.bins_len == bins_len =>
+            {
+                x.args.take()
+            }
+            _ => None,
+        }
+    })
+    .ok()
+    .flatten()
 }
 
 /// Event arguments handed to a callback (borrowed for the call): the JSON text of the
@@ -383,4 +454,34 @@ pub(crate) trait BoxHandle {
 /// Milliseconds from C as a `Duration`.
 pub(crate) fn ms(v: u32) -> std::time::Duration {
     std::time::Duration::from_millis(u64::from(v))
+}
+
+/// Lock a mutex, recovering from poisoning (a panicking callback must not wedge the API).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read-lock, recovering from poisoning.
+pub(crate) fn read<T>(m: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Write-lock, recovering from poisoning.
+pub(crate) fn write<T>(m: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `rt.check()` for the hot paths (emit, send): inside a callback of this runtime the
+/// process cannot be a fork of the runtime's (its threads are running that callback), so
+/// only the shutdown state is read, sparing the `getpid` system call of the fork check
+/// on every emit an event handler makes. (A callback that itself calls fork() and emits
+/// in the child is the one case this lets through: the emit then has no effect.)
+pub(crate) fn check_rt(rt: &tether_core::runtime::Runtime) -> Result<(), Fail> {
+    if rt.dispatcher().in_job() {
+        if rt.is_shut_down() {
+            return Err(tether_core::runtime::RuntimeError::ShutDown.into());
+        }
+        return Ok(());
+    }
+    rt.check().map_err(Fail::from)
 }
