@@ -2,7 +2,8 @@
 //!
 //! A server given a [`ServerTls`] serves `https://` (long-polling) and `wss://` on the
 //! same listener. Clients verify certificates by default against the Mozilla roots
-//! (`webpki-roots`), plus any CA bundle you add; SNI is sent. The only way to skip
+//! (`webpki-roots`), plus any CA bundle you add, or against the operating system's store
+//! ([`ClientTls::native_roots`]); SNI is sent. The only way to skip
 //! verification is [`ClientTls::danger_accept_invalid_certs`], meant for development.
 
 use std::path::Path;
@@ -149,6 +150,40 @@ impl ClientTls {
         })
     }
 
+    /// Trust the operating system's certificate store instead of the bundled Mozilla roots
+    /// (through `rustls-native-certs`): on Linux the OpenSSL locations (`/etc/ssl/certs`
+    /// and the like, or the `SSL_CERT_FILE` / `SSL_CERT_DIR` environment variables), the
+    /// keychain on macOS, the system store on Windows. Certificates that cannot be read or
+    /// parsed are skipped (logged at debug level).
+    ///
+    /// Errors: [`TlsError::NoCertificate`] when the store holds no usable certificate.
+    /// This reads files (or asks the OS) each time: call it once and clone the result.
+    pub fn native_roots() -> Result<Self, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        Self::add_native(&mut roots);
+        if roots.is_empty() {
+            return Err(TlsError::NoCertificate);
+        }
+        Self::build(roots)
+    }
+
+    /// Trust both the operating system's store (see [`ClientTls::native_roots`]) and the
+    /// Mozilla roots. Never fails for want of native certificates.
+    pub fn native_and_webpki_roots() -> Result<Self, TlsError> {
+        let mut roots = Self::mozilla_roots();
+        Self::add_native(&mut roots);
+        Self::build(roots)
+    }
+
+    fn add_native(roots: &mut rustls::RootCertStore) {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!(error = %e, "native certificate store");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "native root certificates loaded");
+    }
+
     /// Trust the Mozilla roots and the CA certificates in `pem`.
     pub fn with_ca_pem(pem: &[u8]) -> Result<Self, TlsError> {
         let mut roots = Self::mozilla_roots();
@@ -268,3 +303,18 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 pub(crate) type BoxIo = Box<dyn Io>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_roots_load_without_panicking() {
+        // The store may be empty in a minimal container: then a typed error.
+        match ClientTls::native_roots() {
+            Ok(_) | Err(TlsError::NoCertificate) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+        assert!(ClientTls::native_and_webpki_roots().is_ok());
+    }
+}

@@ -1830,12 +1830,10 @@ async fn stalled_frame_is_dropped_by_keepalive() {
 }
 
 /// The issue asks for no allocation from a declared length before the bytes arrive.
-/// tungstenite's frame codec reserves the whole declared frame (up to max_frame_size) as
-/// soon as the header is parsed; with the default 16 MiB limit, 32 connections each
-/// declaring a 16 MiB frame and sending nothing more make the server reserve ~512 MiB of
-/// address space (VmData), though little of it is touched (RSS).
+/// With the default 16 MiB limit, 32 connections each declaring a 16 MiB frame and sending
+/// one byte of it must not make the server reserve the declared lengths (tungstenite did,
+/// ~512 MiB of address space); tether's codec grows a message only as bytes arrive.
 #[tokio::test]
-
 async fn declared_length_reserves_no_memory() {
     let _heavy = HEAVY.lock().await;
     let server = TestServer::plain(WsConfig::default(), None).await;

@@ -298,10 +298,7 @@ pub(crate) async fn ws_connect(
             .await
             .map_err(|e| match e {
                 HandshakeError::Io(e) => TransportError::Io(e),
-                HandshakeError::Status(status) => TransportError::Status {
-                    status,
-                    body: String::new(),
-                },
+                // A refused upgrade stays a WebSocket error, as it was with tungstenite.
                 other => TransportError::WebSocket(other.to_string()),
             })?;
         Ok(WsStream::new(io, Role::Client, limits, done.leftover))

@@ -349,6 +349,7 @@ pub(crate) enum HandshakeError {
 }
 
 /// What a successful handshake gives.
+#[derive(Debug)]
 pub(crate) struct Handshaken {
     /// Bytes read past the response head (the first frames).
     pub(crate) leftover: BytesMut,
@@ -501,6 +502,106 @@ mod tests {
         assert_eq!(
             accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    /// A fake server: reads the request, answers with `head(accept)` and `extra` in one write.
+    async fn handshake_against(
+        head: impl Fn(&str) -> String + Send + 'static,
+        extra: Vec<u8>,
+        offered: &[String],
+    ) -> (Result<Handshaken, HandshakeError>, String) {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let srv = tokio::spawn(async move {
+            let mut req = Vec::new();
+            while find_head_end(&req).is_none() {
+                if server.read_buf(&mut req).await.unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&req).into_owned();
+            let key = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap_or_default()
+                .to_owned();
+            let mut out = head(&accept_key(key.as_bytes())).into_bytes();
+            out.extend_from_slice(&extra);
+            let _ = server.write_all(&out).await;
+            // Keep the pipe open until the client is done.
+            let _ = server.read_buf(&mut Vec::new()).await;
+            text
+        });
+        let r = client_handshake(&mut client, "h:1", "/p?q=1", offered, &HeaderMap::new()).await;
+        drop(client);
+        (r, srv.await.unwrap_or_default())
+    }
+
+    fn ok_head(accept: &str, extra_headers: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n{extra_headers}\r\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn handshake_keeps_bytes_after_the_head() {
+        let frame = wsframe::server_frame(OpCode::Text, b"0{}");
+        let offered = vec!["a".to_owned(), "b".to_owned()];
+        let (r, req) = handshake_against(
+            |a| ok_head(a, "Sec-WebSocket-Protocol: b\r\n"),
+            frame.to_vec(),
+            &offered,
+        )
+        .await;
+        assert!(
+            req.starts_with("GET /p?q=1 HTTP/1.1\r\nHost: h:1\r\n"),
+            "{req}"
+        );
+        assert!(req.contains("Sec-WebSocket-Protocol: a, b\r\n"), "{req}");
+        let done = r.map_err(|e| e.to_string());
+        let Ok(done) = done else {
+            panic!("{done:?}");
+        };
+        assert_eq!(done.protocol.as_deref(), Some("b"));
+        assert_eq!(&done.leftover[..], &frame[..]);
+    }
+
+    #[tokio::test]
+    async fn handshake_failures() {
+        let (r, _) =
+            handshake_against(|_| "HTTP/1.1 404 Not Found\r\n\r\n".into(), vec![], &[]).await;
+        assert!(
+            matches!(r, Err(HandshakeError::Status(404))),
+            "{:?}",
+            r.err()
+        );
+        let (r, _) = handshake_against(|_| ok_head("wrong", ""), vec![], &[]).await;
+        assert!(
+            matches!(r, Err(HandshakeError::Invalid(_))),
+            "{:?}",
+            r.err()
+        );
+        let (r, _) =
+            handshake_against(|a| ok_head(a, "Sec-WebSocket-Protocol: x\r\n"), vec![], &[]).await;
+        assert!(
+            matches!(r, Err(HandshakeError::Subprotocol { .. })),
+            "{:?}",
+            r.err()
+        );
+        let many = "X-A: 1\r\n".repeat(101);
+        let (r, _) = handshake_against(move |a| ok_head(a, &many), vec![], &[]).await;
+        assert!(
+            matches!(r, Err(HandshakeError::Invalid(_))),
+            "{:?}",
+            r.err()
+        );
+        let huge = format!("X-A: {}\r\n", "y".repeat(17 * 1024));
+        let (r, _) = handshake_against(move |a| ok_head(a, &huge), vec![], &[]).await;
+        assert!(
+            matches!(r, Err(HandshakeError::Invalid(_))),
+            "{:?}",
+            r.err()
         );
     }
 

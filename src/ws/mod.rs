@@ -730,8 +730,10 @@ impl WsClient {
                     .await
                     .map_err(|e| match e {
                         HandshakeError::Status(s) => WsConnectError::Refused(s),
-                        e @ HandshakeError::Subprotocol { .. } => {
-                            WsConnectError::Subprotocol(e.to_string())
+                        HandshakeError::Subprotocol { chosen, offered } => {
+                            WsConnectError::Subprotocol(format!(
+                                "server chose {chosen}, not offered (offered: {offered})"
+                            ))
                         }
                         other => WsConnectError::Io(other.to_string()),
                     })?;
