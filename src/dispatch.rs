@@ -167,7 +167,10 @@ impl Dispatcher {
         {
             let mut n = lock(&self.in_flight);
             *n = n.saturating_sub(1);
-            if *n == 0 {
+            // Only `wait_idle` waits, and only once closed (`close` sets the flag under
+            // this lock); waking on every decrement then also serves a waiter that is
+            // itself inside a job. Before that, no futex call per job.
+            if self.closed.load(Ordering::Acquire) {
                 self.idle.notify_all();
             }
         }

@@ -338,11 +338,15 @@ pub(crate) enum HandshakeError {
     /// The response is not a valid WebSocket handshake.
     #[error("invalid handshake response: {0}")]
     Invalid(String),
-    /// The server chose a subprotocol that was not offered.
-    #[error("subprotocol mismatch: server chose {chosen}, not offered (offered: {offered})")]
+    /// The server chose a subprotocol that was not offered, or none of those offered
+    /// (refused as browsers and Node's `ws` do).
+    #[error(
+        "subprotocol mismatch: server chose {}, offered: {offered}",
+        .chosen.as_deref().unwrap_or("none")
+    )]
     Subprotocol {
-        /// The server's choice.
-        chosen: String,
+        /// The server's choice (`None`: it chose none).
+        chosen: Option<String>,
         /// What we offered, comma-separated.
         offered: String,
     },
@@ -471,11 +475,13 @@ pub(crate) async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(HandshakeError::Invalid("wrong Sec-WebSocket-Accept".into()));
     }
     let protocol = get("sec-websocket-protocol").first().map(|p| p.to_string());
-    if let Some(p) = &protocol
-        && !subprotocols.iter().any(|o| o == p)
-    {
+    let accepted = match &protocol {
+        Some(p) => subprotocols.iter().any(|o| o == p),
+        None => subprotocols.is_empty(),
+    };
+    if !accepted {
         return Err(HandshakeError::Subprotocol {
-            chosen: p.clone(),
+            chosen: protocol,
             offered: subprotocols.join(", "),
         });
     }
@@ -586,6 +592,13 @@ mod tests {
             handshake_against(|a| ok_head(a, "Sec-WebSocket-Protocol: x\r\n"), vec![], &[]).await;
         assert!(
             matches!(r, Err(HandshakeError::Subprotocol { .. })),
+            "{:?}",
+            r.err()
+        );
+        // Offered one, the server chose none: refused (as browsers and `ws` do).
+        let (r, _) = handshake_against(|a| ok_head(a, ""), vec![], &["a".to_owned()]).await;
+        assert!(
+            matches!(r, Err(HandshakeError::Subprotocol { chosen: None, .. })),
             "{:?}",
             r.err()
         );

@@ -732,7 +732,8 @@ impl WsClient {
                         HandshakeError::Status(s) => WsConnectError::Refused(s),
                         HandshakeError::Subprotocol { chosen, offered } => {
                             WsConnectError::Subprotocol(format!(
-                                "server chose {chosen}, not offered (offered: {offered})"
+                                "server chose {}, offered: {offered}",
+                                chosen.as_deref().unwrap_or("none")
                             ))
                         }
                         other => WsConnectError::Io(other.to_string()),
