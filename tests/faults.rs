@@ -85,6 +85,23 @@ fn err(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 }
 
 /// VmRSS of this process, in KiB.
+/// RSS after handing the allocator's free pages back to the OS (glibc's `malloc_trim`):
+/// what is still held, not what malloc keeps cached for reuse (buffers that grew by
+/// doubling leave freed chunks of every size behind).
+fn held_rss_kb() -> i64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only releases free memory; any thread may call it.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+    rss_kb()
+}
+
 fn rss_kb() -> i64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -986,7 +1003,7 @@ async fn clients_killed_mid_message() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(n, 200);
     srv.assert_idle(WAIT, "after the warm-up").await;
-    let rss0 = rss_kb();
+    let rss0 = held_rss_kb();
 
     let t0 = Instant::now();
     let (n, failures) = run_many(200, 200, 20, WAIT, None, |i| killed_mid_message(addr, i)).await;
@@ -1007,7 +1024,7 @@ async fn clients_killed_mid_message() {
         )),
         "{reasons:?}"
     );
-    let rss1 = rss_kb();
+    let rss1 = held_rss_kb();
     let settled = eventually(WAIT, || alive_tasks() <= tasks0).await;
     eprintln!(
         "killed mid-message: 200 clients in {took:?}; disconnect reasons {reasons:?}; RSS {} \

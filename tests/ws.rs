@@ -2169,6 +2169,26 @@ async fn send_queue_full_is_an_error_and_high_water_fires_once() {
         .expect("the queue has room again");
     let (_, payload) = raw.read_frame(deadline).await.expect("frame");
     assert_eq!(payload, b"room again");
+
+    // Full again: a close still gets through (the queue keeps a slot for it), after the
+    // messages queued before it.
+    let mut queued = 0usize;
+    while conn.send_text("x").is_ok() {
+        queued += 1;
+    }
+    assert!(queued >= 1);
+    conn.close(4000, "full but closing");
+    for i in 0..queued {
+        let (first, payload) = raw
+            .read_frame(deadline)
+            .await
+            .unwrap_or_else(|e| panic!("message {i} of {queued}: {e:?}"));
+        assert_eq!((first, payload.as_slice()), (FIN | TEXT, &b"x"[..]));
+    }
+    let (first, payload) = raw.read_frame(deadline).await.expect("close frame");
+    assert_eq!(first, FIN | CLOSE, "a close frame");
+    assert_eq!(&payload[..2], &4000u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"full but closing");
     handle.shutdown();
 }
 

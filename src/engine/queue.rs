@@ -1,7 +1,7 @@
 //! A session's outgoing frame queue: many producers (any thread), one consumer (the active
 //! transport, which holds the receiver behind the session's `rx` lock).
 //!
-//! A `VecDeque` behind a short-held lock plus a `Notify`, instead of a tokio `mpsc`
+//! A `VecDeque` behind a short-held lock plus a waker, instead of a tokio `mpsc`
 //! channel: an idle session keeps only a few bytes here (the channel keeps a 32-slot block
 //! per sender plus its cache-aligned state, about 2.6 KB after a few broadcasts), a burst's
 //! slots are returned once it drains, and the length is known without counting permits.
@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 use super::SendError;
 use crate::proto::engineio::Frame;
@@ -19,9 +19,9 @@ const KEEP_SLOTS: usize = 8;
 
 struct Shared {
     frames: Mutex<VecDeque<Frame>>,
-    /// Wakes the consumer; `notify_one` stores a permit, so a push between the consumer's
-    /// check and its wait is never lost.
-    ready: Notify,
+    /// The consumer's waker (one consumer at a time: the transport holding `rx`). It
+    /// registers before its last look at the queue, so a push in between is never lost.
+    ready: AtomicWaker,
     /// Every frame counts against this hard bound (data limit + control reserve).
     max: usize,
 }
@@ -47,7 +47,7 @@ pub(crate) struct Empty;
 pub(crate) fn frame_queue(max: usize) -> (FrameTx, FrameRx) {
     let shared = Arc::new(Shared {
         frames: Mutex::new(VecDeque::new()),
-        ready: Notify::new(),
+        ready: AtomicWaker::new(),
         max: max.max(1),
     });
     (FrameTx(shared.clone()), FrameRx(shared))
@@ -72,7 +72,7 @@ impl FrameTx {
             q.len()
         };
         if n > 0 {
-            self.0.ready.notify_one();
+            self.0.ready.wake();
         }
         Ok(len)
     }
@@ -87,7 +87,7 @@ impl FrameTx {
             q.push_back(frame);
             q.len()
         };
-        self.0.ready.notify_one();
+        self.0.ready.wake();
         Ok(len)
     }
 
@@ -106,12 +106,17 @@ impl FrameRx {
     /// The next frame, waiting for one. Never `None` (the signature follows
     /// `mpsc::Receiver::recv`; the queue lives as long as its session).
     pub(crate) async fn recv(&mut self) -> Option<Frame> {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Ok(f) = self.try_recv() {
-                return Some(f);
+                return std::task::Poll::Ready(Some(f));
             }
-            self.0.ready.notified().await;
-        }
+            self.0.ready.register(cx.waker());
+            match self.try_recv() {
+                Ok(f) => std::task::Poll::Ready(Some(f)),
+                Err(Empty) => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// The next frame if one is waiting.

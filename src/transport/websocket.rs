@@ -164,37 +164,40 @@ pub(crate) async fn run(
 /// Write `first` and whatever else is queued (up to a batch) in one vectored write, then
 /// flush once.
 async fn write_batch(ws: &mut Ws, rx: &mut crate::engine::FrameRx, first: Frame) -> bool {
-    let mut first = Some(first);
-    // Gather and write in one poll: the batch lives on the poll's stack, not in the task.
-    let written = std::future::poll_fn(|cx| {
-        let mut batch: [Option<Frame>; MAX_BATCH] = [const { None }; MAX_BATCH];
-        let mut n = 0;
-        let mut bytes = 0;
-        batch[0] = first.take();
-        if batch[0].is_some() {
-            n = 1;
+    fn slice(f: &Frame) -> (OpCode, &[u8]) {
+        match f {
+            Frame::Text(s) => (OpCode::Text, s.as_bytes()),
+            Frame::Binary(b) => (OpCode::Binary, &b[..]),
         }
-        while n < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(f) => {
-                    bytes += match &f {
-                        Frame::Text(s) => s.len(),
-                        Frame::Binary(b) => b.len(),
-                    };
-                    batch[n] = Some(f);
-                    n += 1;
+    }
+    let mut first = Some(first);
+    // Gather and write in one poll (the call below always completes at once: what the
+    // socket does not take is queued in the stream, flushed next).
+    let written = std::future::poll_fn(|cx| {
+        let Some(f0) = first.take() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        match rx.try_recv() {
+            // The common case (an echo, one broadcast): one frame, nothing to gather.
+            Err(_) => ws.poll_write_frames(cx, &[slice(&f0)]),
+            Ok(f1) => {
+                let mut batch = Vec::with_capacity(8);
+                batch.push(f0);
+                batch.push(f1);
+                let mut bytes: usize = batch.iter().map(|f| slice(f).1.len()).sum();
+                while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(f) => {
+                            bytes += slice(&f).1.len();
+                            batch.push(f);
+                        }
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => break,
+                let frames: Vec<(OpCode, &[u8])> = batch.iter().map(slice).collect();
+                ws.poll_write_frames(cx, &frames)
             }
         }
-        let mut frames: [(OpCode, &[u8]); MAX_BATCH] = [(OpCode::Text, &[]); MAX_BATCH];
-        for (slot, f) in frames.iter_mut().zip(batch.iter().flatten()) {
-            *slot = match f {
-                Frame::Text(s) => (OpCode::Text, s.as_bytes()),
-                Frame::Binary(b) => (OpCode::Binary, &b[..]),
-            };
-        }
-        ws.poll_write_frames(cx, &frames[..n])
     })
     .await;
     written.is_ok() && ws.flush().await.is_ok()

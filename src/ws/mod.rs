@@ -179,6 +179,8 @@ struct ConnInner {
     id: u64,
     tx: mpsc::Sender<Out>,
     queued: AtomicUsize,
+    /// Messages the queue takes; its one extra slot is kept for the close frame.
+    limit: usize,
     high_water: usize,
     above: AtomicBool,
     closed: AtomicBool,
@@ -218,6 +220,7 @@ impl WsConn {
                     id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                     tx,
                     queued: AtomicUsize::new(0),
+                    limit: config.send_queue.max(1),
                     high_water: config.high_water.max(1),
                     above: AtomicBool::new(false),
                     closed: AtomicBool::new(false),
@@ -301,6 +304,11 @@ impl WsConn {
         }
         // Count first: the writer may take the message (and decrement) at once.
         let n = self.inner.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        if n > self.inner.limit {
+            // The last slot belongs to `close`, so a full queue can still be closed.
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(WsSendError::QueueFull);
+        }
         if let Err(e) = self.inner.tx.try_send(out) {
             self.inner.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(match e {
