@@ -477,7 +477,7 @@ async fn engine_request(
                     let engine = engine.clone();
                     tokio::spawn(async move {
                         if let Ok(upgraded) = on_upgrade.await {
-                            let mut ws = super::websocket::wrap(upgraded, &engine).await;
+                            let mut ws = super::websocket::wrap(upgraded, &engine);
                             let _ = ws.close(None).await;
                         }
                     });
@@ -487,7 +487,7 @@ async fn engine_request(
                 tokio::spawn(async move {
                     match on_upgrade.await {
                         Ok(upgraded) => {
-                            let ws = super::websocket::wrap(upgraded, &engine).await;
+                            let ws = super::websocket::wrap(upgraded, &engine);
                             super::websocket::upgrade(engine, socket, ws).await;
                         }
                         Err(_) => socket.upgrading.store(false, Ordering::Release),
@@ -557,11 +557,8 @@ async fn engine_request(
                     }
                     return;
                 };
-                let ws = super::websocket::wrap(upgraded, &engine).await;
                 let socket = engine.create_session(info, TransportType::Websocket, admitted);
-                let rx = socket.rx.lock().await;
-                engine.handler.on_connect(&socket);
-                super::websocket::run(engine, socket.clone(), ws, rx).await;
+                tokio::spawn(super::websocket::serve_new(engine, socket, upgraded));
             });
             resp
         }

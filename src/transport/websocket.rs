@@ -30,7 +30,7 @@ pub(crate) fn limits(engine: &Engine) -> Limits {
 }
 
 /// Wrap an upgraded connection.
-pub(crate) async fn wrap(upgraded: Upgraded, engine: &Engine) -> Ws {
+pub(crate) fn wrap(upgraded: Upgraded, engine: &Engine) -> Ws {
     WsStream::new(
         TokioIo::new(upgraded),
         Role::Server,
@@ -84,11 +84,14 @@ fn decode(msg: Result<Message, WsError>) -> Incoming {
 }
 
 /// Run a session whose transport is (now) this WebSocket, until it ends.
+///
+/// Everything is borrowed: the caller's frame holds the stream and the queue guard once
+/// (moving them in would store them twice in the session task's future).
 pub(crate) async fn run(
-    engine: Arc<Engine>,
-    socket: Arc<EngineSocket>,
-    mut ws: Ws,
-    mut rx: tokio::sync::MutexGuard<'_, crate::engine::FrameRx>,
+    engine: &Arc<Engine>,
+    socket: &Arc<EngineSocket>,
+    ws: &mut Ws,
+    rx: &mut crate::engine::FrameRx,
 ) {
     // One future for the whole loop (re-arming it every turn costs ~7 % per message).
     let closed_fut = socket.closed();
@@ -97,7 +100,7 @@ pub(crate) async fn run(
     let carried = socket.carry.lock().ok().and_then(|mut c| c.take());
     if let Some(f) = carried
         && {
-            queue_frame(&mut ws, &f);
+            queue_frame(ws, &f);
             ws.flush().await.is_err()
         }
     {
@@ -114,7 +117,7 @@ pub(crate) async fn run(
                     break;
                 };
                 match decode(msg) {
-                    Incoming::Packet(p) => socket.on_packet(&engine, p),
+                    Incoming::Packet(p) => socket.on_packet(engine, p),
                     Incoming::Ignore => {}
                     Incoming::Closed(reason, code) => {
                         close_code = code;
@@ -130,7 +133,7 @@ pub(crate) async fn run(
                 let written = tokio::select! {
                     biased;
                     _ = &mut closed_fut => None,
-                    ok = write_batch(&mut ws, &mut rx, frame) => Some(ok),
+                    ok = write_batch(ws, rx, frame) => Some(ok),
                 };
                 match written {
                     Some(true) => {}
@@ -154,7 +157,7 @@ pub(crate) async fn run(
     // bounded, in case the peer stopped reading.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         while let Ok(f) = rx.try_recv() {
-            queue_frame(&mut ws, &f);
+            queue_frame(ws, &f);
         }
         let _ = ws.close(Some((close_code, ""))).await;
     })
@@ -241,9 +244,18 @@ pub(crate) async fn upgrade(engine: Arc<Engine>, socket: Arc<EngineSocket>, mut 
     }
     socket.set_transport(TransportType::Websocket);
     socket.poll_kick.notify_waiters();
-    let rx = socket.rx.lock().await;
+    let mut rx = socket.rx.lock().await;
     socket.probed.store(false, Ordering::Release);
     socket.upgrading.store(false, Ordering::Release);
     tracing::debug!(sid = %socket.id(), "upgraded to websocket");
-    run(engine, socket.clone(), ws, rx).await;
+    run(&engine, &socket, &mut ws, &mut rx).await;
+}
+
+/// A session opened directly on WebSocket: its whole life, as one small task (the
+/// upgrade's own future, with the request it came from, is gone by then).
+pub(crate) async fn serve_new(engine: Arc<Engine>, socket: Arc<EngineSocket>, upgraded: Upgraded) {
+    let mut ws = wrap(upgraded, &engine);
+    let mut rx = socket.rx.lock().await;
+    engine.handler.on_connect(&socket);
+    run(&engine, &socket, &mut ws, &mut rx).await;
 }
