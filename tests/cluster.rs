@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tether::ServerHandle;
-use tether::adapter::{AdapterError, RedisAdapter, RedisAdapterConfig, RedisEmitter};
+use tether::adapter::{
+    AdapterError, RedisAdapter, RedisAdapterConfig, RedisEmitter, ShardedRedisAdapter,
+    ShardedRedisAdapterConfig, SubscriptionMode,
+};
 use tether::engine::TransportType;
 use tether::sio::client::{Client, ClientSocket, Reconnection};
 use tether::sio::{Args, Io};
@@ -289,11 +292,17 @@ struct NodeNode {
 }
 
 async fn node_node(redis: &str) -> NodeNode {
+    node_node_with(redis, &[]).await
+}
+
+/// A Node node with extra arguments (`--sharded`, `--mode M`).
+async fn node_node_with(redis: &str, extra: &[&str]) -> NodeNode {
     let mut proc = Proc::spawn(
         "node socket.io node",
         Command::new(node_bin())
             .arg(interop_dir().join("cluster/node_node.js"))
             .args(["--port", "0", "--redis", redis])
+            .args(extra)
             .current_dir(interop_dir()),
     );
     let line = proc
@@ -321,9 +330,46 @@ async fn node_emitter(redis: &str, op: Value) {
 // tether nodes
 // ---------------------------------------------------------------------------------------
 
+/// The adapter of a test node: classic or sharded.
+#[derive(Clone)]
+enum NodeAdapter {
+    Classic(RedisAdapter),
+    Sharded(ShardedRedisAdapter),
+}
+
+impl NodeAdapter {
+    fn uid(&self) -> &str {
+        match self {
+            NodeAdapter::Classic(a) => a.uid(),
+            NodeAdapter::Sharded(a) => a.uid(),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        match self {
+            NodeAdapter::Classic(a) => a.dropped(),
+            NodeAdapter::Sharded(a) => a.dropped(),
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        match self {
+            NodeAdapter::Classic(a) => a.is_connected(),
+            NodeAdapter::Sharded(a) => a.is_connected(),
+        }
+    }
+
+    async fn ready(&self, timeout: Duration) -> Result<(), AdapterError> {
+        match self {
+            NodeAdapter::Classic(a) => a.ready(timeout).await,
+            NodeAdapter::Sharded(a) => a.ready(timeout).await,
+        }
+    }
+}
+
 struct TetherNode {
     io: Io,
-    adapter: RedisAdapter,
+    adapter: NodeAdapter,
     server: ServerHandle,
     url: String,
     /// Server-side events received (`hello`).
@@ -351,7 +397,36 @@ async fn tether_node(redis: &str, name: &'static str) -> TetherNode {
     let adapter = RedisAdapter::connect_with(redis, adapter_config())
         .await
         .expect("connect to redis");
-    let io = Io::builder().adapter(adapter.clone()).build();
+    tether_node_on(NodeAdapter::Classic(adapter), name).await
+}
+
+fn sharded_config(mode: SubscriptionMode) -> ShardedRedisAdapterConfig {
+    ShardedRedisAdapterConfig {
+        subscription_mode: mode,
+        requests_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(300),
+        ..ShardedRedisAdapterConfig::default()
+    }
+}
+
+/// A tether node on the sharded adapter.
+async fn sharded_tether_node(
+    redis: &str,
+    name: &'static str,
+    mode: SubscriptionMode,
+) -> TetherNode {
+    let adapter = ShardedRedisAdapter::connect_with(redis, sharded_config(mode))
+        .await
+        .expect("connect to redis");
+    tether_node_on(NodeAdapter::Sharded(adapter), name).await
+}
+
+async fn tether_node_on(adapter: NodeAdapter, name: &'static str) -> TetherNode {
+    let io = match &adapter {
+        NodeAdapter::Classic(a) => Io::builder().adapter(a.clone()).build(),
+        NodeAdapter::Sharded(a) => Io::builder().adapter(a.clone()).build(),
+    };
     io.ns("/", move |s| {
         s.set_data(json!({"node": name, "auth": s.handshake().auth}));
         handlers::on_connection(s);
@@ -1299,4 +1374,434 @@ async fn requests_time_out_when_a_node_is_silent() {
     assert!(acks.responses.is_empty() && acks.missing == 1, "{acks:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(silent);
+}
+
+// ---------------------------------------------------------------------------------------
+// The sharded adapter (Redis >= 7 sharded pub/sub, Node's `createShardedAdapter`)
+// ---------------------------------------------------------------------------------------
+
+/// The shard channels somebody is subscribed to (`PUBSUB SHARDCHANNELS`).
+async fn shard_channels(redis: &str) -> Vec<String> {
+    let client = redis::Client::open(redis).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut v: Vec<String> = redis::cmd("PUBSUB")
+        .arg("SHARDCHANNELS")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    v.sort();
+    v
+}
+
+/// Wait until `channel` is (or is not) a subscribed shard channel.
+async fn wait_shard_channel(redis: &str, channel: &str, subscribed: bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list = shard_channels(redis).await;
+        if list.iter().any(|c| c == channel) == subscribed {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{channel} subscribed should be {subscribed}: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_two_tether_nodes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = sharded_tether_node(&url, "A", SubscriptionMode::Dynamic).await;
+    let b = sharded_tether_node(&url, "B", SubscriptionMode::Dynamic).await;
+    assert_eq!(a.io.of("/").server_count().await.unwrap(), 2);
+    assert_ne!(a.adapter.uid(), b.adapter.uid());
+    assert_eq!(a.adapter.uid().len(), 16);
+    let channels = shard_channels(&url).await;
+    assert!(
+        channels.contains(&"socket.io#/#".to_owned()),
+        "{channels:?}"
+    );
+    let own = format!("socket.io#/#{}#", a.adapter.uid());
+    assert!(channels.contains(&own), "{channels:?}");
+
+    let mut ca = ws(&a.url, "ca").await;
+    let mut cb = ws(&b.url, "cb").await;
+    let (ida, idb) = (ca.id(), cb.id());
+
+    // Remote join: B makes A's socket join r1; A subscribes r1's own channel (dynamic
+    // mode, a public room), B does not have the room; a broadcast from B reaches it.
+    b.io.of("/").to(ida.clone()).join("r1");
+    eventually(Duration::from_secs(3), "remote join", || {
+        socket_rooms(&a.io, &ida).contains(&"r1".to_owned())
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    wait_shard_channel(&url, "socket.io#/#r1#", true).await;
+    // Private rooms (socket ids) have no channel in dynamic mode.
+    assert!(
+        !shard_channels(&url)
+            .await
+            .contains(&format!("socket.io#/#{ida}#"))
+    );
+    let args = Args::new()
+        .value(json!("hi"))
+        .bin(vec![1u8, 2, 3])
+        .value(json!({"n": 1.5}));
+    b.io.to("r1").emit_args("news", args).unwrap();
+    let got = ca.expect("news").await;
+    assert_eq!(got.values[0], json!("hi"));
+    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![1, 2, 3]));
+    assert_eq!(got.values[2], json!({"n": 1.5}));
+    cb.expect_none("news", Duration::from_millis(200)).await;
+    // To a socket id: the namespace's channel.
+    b.io.to(ida.clone()).emit("direct", &1).unwrap();
+    ca.expect("direct").await;
+
+    // except, local.
+    b.io.except("r1").emit("all-but", &1).unwrap();
+    cb.expect("all-but").await;
+    b.io.broadcast().local().emit("local-only", &1).unwrap();
+    cb.expect("local-only").await;
+    ca.expect_none("all-but", Duration::from_millis(200)).await;
+    ca.expect_none("local-only", Duration::from_millis(10))
+        .await;
+
+    // fetchSockets from A lists both, with handshake, rooms and data.
+    let list = a.io.of("/").fetch_sockets().await.unwrap();
+    let mut ids: Vec<String> = list.iter().map(|s| s.id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, sorted(vec![ida.clone(), idb.clone()]));
+    let rb = list.iter().find(|s| s.id.as_str() == idb).unwrap();
+    assert!(!rb.is_local());
+    assert_eq!(rb.data, json!({"node": "B", "auth": {"label": "cb"}}));
+    assert_eq!(rb.handshake["auth"], json!({"label": "cb"}));
+    let in_r1 = b.io.of("/").to("r1").fetch_sockets().await.unwrap();
+    assert_eq!(
+        in_r1.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+        vec![ida.clone()]
+    );
+
+    // serverSideEmit with acks gets the other node's reply, both ways; without acks.
+    let r =
+        a.io.of("/")
+            .server_side_emit_with_ack("ping-server", vec![json!(1)])
+            .await
+            .unwrap();
+    assert_eq!(r.responses, vec![json!({"node": "B", "arg": 1})]);
+    let r =
+        b.io.of("/")
+            .server_side_emit_with_ack("ping-server", vec![json!(2)])
+            .await
+            .unwrap();
+    assert_eq!(r.responses, vec![json!({"node": "A", "arg": 2})]);
+    a.io.of("/")
+        .server_side_emit("hello", vec![json!("from A")])
+        .unwrap();
+    eventually(Duration::from_secs(3), "hello on B", || {
+        !lock(&b.hellos).is_empty()
+    })
+    .await;
+    assert_eq!(lock(&b.hellos)[0], json!(["from A"]));
+    assert!(lock(&a.hellos).is_empty());
+
+    // Broadcast with acks collects from both nodes (also to one room: the shared channel).
+    let acks =
+        a.io.broadcast()
+            .timeout(Duration::from_secs(3))
+            .emit_with_ack("ask", vec![json!(7)])
+            .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    let mut froms: Vec<String> = acks
+        .responses
+        .iter()
+        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, vec!["ca", "cb"]);
+    let acks =
+        b.io.to("r1")
+            .timeout(Duration::from_secs(3))
+            .emit_with_ack("ask", vec![json!(8)])
+            .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    assert_eq!(acks.responses.len(), 1);
+    assert_eq!(acks.responses[0].1.values[0]["from"], json!("ca"));
+
+    // socketsLeave: A's socket leaves r1, A drops the room's channel.
+    b.io.of("/").to(ida.clone()).leave("r1");
+    eventually(Duration::from_secs(3), "remote leave", || {
+        !socket_rooms(&a.io, &ida).contains(&"r1".to_owned())
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    wait_shard_channel(&url, "socket.io#/#r1#", false).await;
+
+    // disconnectSockets from B disconnects a socket on A.
+    b.io.of("/").to(ida.clone()).disconnect();
+    assert_eq!(ca.expect_disconnect().await, "io server disconnect");
+    eventually(Duration::from_secs(3), "socket gone on A", || {
+        a.io.of("/").get_socket(&ida).is_none()
+    })
+    .await;
+    assert_eq!(a.adapter.dropped(), 0);
+    assert_eq!(b.adapter.dropped(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_mixed_cluster_with_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let t = sharded_tether_node(&url, "T", SubscriptionMode::Dynamic).await;
+    let n = node_node_with(&url, &["--sharded"]).await;
+    let mut ct = ws(&t.url, "ct").await;
+    let mut cn = ws(&n.url, "cn").await;
+    let (idt, idn) = (ct.id(), cn.id());
+    assert_eq!(t.io.of("/").server_count().await.unwrap(), 2);
+    assert_eq!(cn.ctl("serverCount", json!({})).await, json!(2));
+
+    // tether -> Node: remote join of the Node socket (Node subscribes the room's
+    // channel), then a broadcast to that room on its dynamic channel, with binary.
+    t.io.of("/").to(idn.clone()).join("t-room");
+    wait_shard_channel(&url, "socket.io#/#t-room#", true).await;
+    t.io.to("t-room")
+        .emit_args("news", Args::new().value(json!("from T")).bin(vec![9u8, 8]))
+        .unwrap();
+    let got = cn.expect("news").await;
+    assert_eq!(got.values[0], json!("from T"));
+    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![9, 8]));
+    ct.expect_none("news", Duration::from_millis(150)).await;
+
+    // Node -> tether: Node makes the tether socket join n-room; tether subscribes the
+    // room's channel; Node's broadcast to it (dynamic channel) arrives.
+    assert_eq!(
+        cn.ctl("socketsJoin", json!({"rooms": [idt], "room": "n-room"}))
+            .await,
+        json!(true)
+    );
+    eventually(
+        Duration::from_secs(3),
+        "tether socket joined n-room",
+        || socket_rooms(&t.io, &idt).contains(&"n-room".to_owned()),
+    )
+    .await;
+    t.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    wait_shard_channel(&url, "socket.io#/#n-room#", true).await;
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["n-room"], "event": "news", "args": ["from N", {"deep": [1, 2.5]}]}),
+    )
+    .await;
+    let got = ct.expect("news").await;
+    assert_eq!(got.values, vec![json!("from N"), json!({"deep": [1, 2.5]})]);
+    // A room joined locally on tether: the channel follows, Node's broadcast arrives.
+    ct.sock.emit("joinRoom", &"lobby").unwrap();
+    eventually(Duration::from_secs(3), "joinRoom", || {
+        socket_rooms(&t.io, &idt).contains(&"lobby".to_owned())
+    })
+    .await;
+    wait_shard_channel(&url, "socket.io#/#lobby#", true).await;
+    cn.sock
+        .emit(
+            "roomMessage",
+            &json!({"room": "lobby", "message": "in lobby"}),
+        )
+        .unwrap();
+    assert_eq!(
+        ct.expect("roomMessage").await.values[0],
+        json!({"sender": idn, "message": "in lobby"})
+    );
+    // except, from Node; a private message (a socket id: the namespace's channel).
+    cn.ctl(
+        "emit",
+        json!({"except": ["n-room"], "event": "all-but", "args": []}),
+    )
+    .await;
+    cn.expect("all-but").await;
+    ct.expect_none("all-but", Duration::from_millis(200)).await;
+    cn.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": idt, "message": "psst"}),
+        )
+        .unwrap();
+    assert_eq!(
+        ct.expect("privateMessage").await.values[0],
+        json!({"sender": idn, "message": "psst"})
+    );
+    ct.sock.emit("chat message", &"tether says hi").unwrap();
+    assert_eq!(
+        cn.expect("chat message").await.values[0],
+        json!("tether says hi")
+    );
+
+    // fetchSockets both ways.
+    let list = t.io.of("/").fetch_sockets().await.unwrap();
+    assert_eq!(list.len(), 2);
+    let rn = list
+        .iter()
+        .find(|s| s.id.as_str() == idn)
+        .expect("the Node socket");
+    assert_eq!(rn.data, json!({"node": "node", "auth": {"label": "cn"}}));
+    assert!(rn.rooms.iter().any(|r| r.as_str() == "t-room"));
+    let list = cn.ctl("fetchSockets", json!({})).await;
+    let list = list.as_array().unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(list.len(), 2);
+    let rt = list
+        .iter()
+        .find(|s| s["id"] == json!(idt))
+        .expect("the tether socket");
+    assert_eq!(rt["data"], json!({"node": "T", "auth": {"label": "ct"}}));
+    assert!(rt["rooms"].as_array().unwrap().contains(&json!("n-room")));
+
+    // serverSideEmit with acks, both ways; and without.
+    let r =
+        t.io.of("/")
+            .server_side_emit_with_ack("ping-server", vec![json!(1)])
+            .await
+            .unwrap();
+    assert_eq!(r.responses, vec![json!({"node": "node", "arg": 1})]);
+    let r = cn
+        .ctl(
+            "serverSideEmitWithAck",
+            json!({"event": "ping-server", "args": [2]}),
+        )
+        .await;
+    assert_eq!(r, json!({"responses": [{"node": "T", "arg": 2}]}));
+    t.io.of("/")
+        .server_side_emit("hello", vec![json!("from T"), json!(3)])
+        .unwrap();
+    let mut logged = false;
+    for _ in 0..50 {
+        let log = cn.ctl("serverSideLog", json!({})).await;
+        if log
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == &json!({"event": "hello", "args": ["from T", 3]}))
+        {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "Node did not get the server-side event");
+    cn.ctl(
+        "serverSideEmit",
+        json!({"event": "hello", "args": ["from N"]}),
+    )
+    .await;
+    eventually(Duration::from_secs(3), "hello on T", || {
+        !lock(&t.hellos).is_empty()
+    })
+    .await;
+    assert_eq!(lock(&t.hellos)[0], json!(["from N"]));
+
+    // Broadcast with acks, both ways.
+    let acks =
+        t.io.broadcast()
+            .timeout(Duration::from_secs(3))
+            .emit_with_ack("ask", vec![json!(5)])
+            .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    let mut froms: Vec<String> = acks
+        .responses
+        .iter()
+        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, vec!["cn", "ct"]);
+    let r = cn
+        .ctl(
+            "emitWithAck",
+            json!({"event": "ask", "args": [6], "timeout": 3000}),
+        )
+        .await;
+    let mut froms: Vec<String> = r["responses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|v| v["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, vec!["cn", "ct"]);
+
+    // socketsLeave from Node: the tether socket leaves, tether drops the channel.
+    cn.ctl("socketsLeave", json!({"rooms": [idt], "room": "n-room"}))
+        .await;
+    eventually(Duration::from_secs(3), "left n-room", || {
+        !socket_rooms(&t.io, &idt).contains(&"n-room".to_owned())
+    })
+    .await;
+    wait_shard_channel(&url, "socket.io#/#n-room#", false).await;
+
+    // disconnectSockets both ways.
+    let mut vt = ws(&t.url, "victim-t").await;
+    let mut vn = ws(&n.url, "victim-n").await;
+    cn.ctl("disconnectSockets", json!({"rooms": [vt.id()]}))
+        .await;
+    assert_eq!(vt.expect_disconnect().await, "io server disconnect");
+    t.io.of("/").to(vn.id()).disconnect();
+    assert_eq!(vn.expect_disconnect().await, "io server disconnect");
+    assert!(ct.sock.connected() && cn.sock.connected());
+    assert_eq!(t.adapter.dropped(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_static_mode_and_redis_restart() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let a = sharded_tether_node(&url, "A", SubscriptionMode::Static).await;
+    let b = sharded_tether_node(&url, "B", SubscriptionMode::Static).await;
+    let mut ca = ws(&a.url, "ca").await;
+    let mut cb = ws(&b.url, "cb").await;
+    ca.sock.emit("joinRoom", &"lobby").unwrap();
+    eventually(Duration::from_secs(3), "joinRoom", || {
+        socket_rooms(&a.io, &ca.id()).contains(&"lobby".to_owned())
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    // Static: no room channels; a room broadcast travels on the namespace's channel.
+    assert_eq!(
+        shard_channels(&url).await,
+        sorted(vec![
+            "socket.io#/#".to_owned(),
+            format!("socket.io#/#{}#", a.adapter.uid()),
+            format!("socket.io#/#{}#", b.adapter.uid()),
+        ])
+    );
+    b.io.to("lobby").emit("news", &1).unwrap();
+    ca.expect("news").await;
+
+    // Outage: local delivery still works, the remote part is lost and counted,
+    // requests fail.
+    redis.stop();
+    eventually(Duration::from_secs(5), "outage noticed", || {
+        !a.adapter.is_connected() && !b.adapter.is_connected()
+    })
+    .await;
+    b.io.emit("during", &2).unwrap();
+    cb.expect("during").await;
+    ca.expect_none("during", Duration::from_millis(300)).await;
+    assert!(b.adapter.dropped() > 0);
+    match b.io.of("/").fetch_sockets().await {
+        Err(AdapterError::Unavailable(_)) => {}
+        other => panic!("fetchSockets during the outage: {other:?}"),
+    }
+
+    // Recovery: resubscribed, broadcasts and requests flow again.
+    redis.restart_after(Duration::from_millis(300));
+    within(Duration::from_secs(10), "reconnect", async {
+        while !(a.adapter.is_connected() && b.adapter.is_connected()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(5)).await.unwrap();
+    b.adapter.ready(Duration::from_secs(5)).await.unwrap();
+    b.io.to("lobby").emit("after", &3).unwrap();
+    ca.expect("after").await;
+    assert_eq!(b.io.of("/").fetch_sockets().await.unwrap().len(), 2);
+    assert!(ca.sock.connected() && cb.sock.connected());
 }
