@@ -589,6 +589,148 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Scenarios shared by the classic and the sharded adapter's tests
+// ---------------------------------------------------------------------------------------
+
+/// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
+/// A collects `ca`'s and `cb`'s replies (returned).
+async fn two_nodes_server_side_and_acks(
+    a: &TetherNode,
+    b: &TetherNode,
+) -> tether::sio::BroadcastAcks {
+    // serverSideEmit with acks: the other node answers (both directions); without acks.
+    let r =
+        a.io.of("/")
+            .server_side_emit_with_ack("ping-server", vec![json!(1)])
+            .await
+            .unwrap();
+    assert_eq!(r.responses, vec![json!({"node": "B", "arg": 1})]);
+    assert!(r.is_complete());
+    let r =
+        b.io.of("/")
+            .server_side_emit_with_ack("ping-server", vec![json!(2)])
+            .await
+            .unwrap();
+    assert_eq!(r.responses, vec![json!({"node": "A", "arg": 2})]);
+    a.io.of("/")
+        .server_side_emit("hello", vec![json!("from A")])
+        .unwrap();
+    eventually(Duration::from_secs(3), "hello on B", || {
+        !lock(&b.hellos).is_empty()
+    })
+    .await;
+    assert_eq!(lock(&b.hellos)[0], json!(["from A"]));
+    assert!(
+        lock(&a.hellos).is_empty(),
+        "serverSideEmit does not reach the sender"
+    );
+
+    // Broadcast with acks collects from both nodes.
+    let acks =
+        a.io.broadcast()
+            .timeout(Duration::from_secs(3))
+            .emit_with_ack("ask", vec![json!(7)])
+            .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    let mut froms: Vec<String> = acks
+        .responses
+        .iter()
+        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, vec!["ca", "cb"]);
+    acks
+}
+
+/// tether node `t` and Node node (client `cn`): serverSideEmit with acks both ways and
+/// without; broadcasts with acks both ways reach `ct` and `cn`.
+async fn mixed_server_side_and_acks(t: &TetherNode, cn: &Peer) {
+    // serverSideEmit with acks, both ways; and without.
+    let r =
+        t.io.of("/")
+            .server_side_emit_with_ack("ping-server", vec![json!(1)])
+            .await
+            .unwrap();
+    assert_eq!(r.responses, vec![json!({"node": "node", "arg": 1})]);
+    let r = cn
+        .ctl(
+            "serverSideEmitWithAck",
+            json!({"event": "ping-server", "args": [2]}),
+        )
+        .await;
+    assert_eq!(r, json!({"responses": [{"node": "T", "arg": 2}]}));
+    t.io.of("/")
+        .server_side_emit("hello", vec![json!("from T"), json!(3)])
+        .unwrap();
+    let mut logged = false;
+    for _ in 0..50 {
+        let log = cn.ctl("serverSideLog", json!({})).await;
+        if log
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == &json!({"event": "hello", "args": ["from T", 3]}))
+        {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "Node did not get the server-side event");
+    cn.ctl(
+        "serverSideEmit",
+        json!({"event": "hello", "args": ["from N"]}),
+    )
+    .await;
+    eventually(Duration::from_secs(3), "hello on T", || {
+        !lock(&t.hellos).is_empty()
+    })
+    .await;
+    assert_eq!(lock(&t.hellos)[0], json!(["from N"]));
+
+    // Broadcast with acks, both ways: every socket of both nodes answers.
+    let acks =
+        t.io.broadcast()
+            .timeout(Duration::from_secs(3))
+            .emit_with_ack("ask", vec![json!(5)])
+            .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    let mut froms: Vec<String> = acks
+        .responses
+        .iter()
+        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, vec!["cn", "ct"]);
+    let r = cn
+        .ctl(
+            "emitWithAck",
+            json!({"event": "ask", "args": [6], "timeout": 3000}),
+        )
+        .await;
+    let mut froms: Vec<String> = r["responses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|v| v["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, vec!["cn", "ct"]);
+}
+
+/// disconnectSockets both ways between tether node `t` and Node node `n`.
+async fn mixed_disconnects(t: &TetherNode, n: &NodeNode, cn: &Peer) {
+    // disconnectSockets both ways.
+    let mut vt = ws(&t.url, "victim-t").await;
+    let mut vn = ws(&n.url, "victim-n").await;
+    cn.ctl("disconnectSockets", json!({"rooms": [vt.id()]}))
+        .await;
+    assert_eq!(vt.expect_disconnect().await, "io server disconnect");
+    t.io.of("/").to(vn.id()).disconnect();
+    assert_eq!(vn.expect_disconnect().await, "io server disconnect");
+}
+
+// ---------------------------------------------------------------------------------------
 // Two tether nodes
 // ---------------------------------------------------------------------------------------
 
@@ -696,47 +838,7 @@ async fn two_tether_nodes() {
         "{rooms:?}"
     );
 
-    // serverSideEmit with acks: the other node answers (both directions); without acks.
-    let r =
-        a.io.of("/")
-            .server_side_emit_with_ack("ping-server", vec![json!(1)])
-            .await
-            .unwrap();
-    assert_eq!(r.responses, vec![json!({"node": "B", "arg": 1})]);
-    assert!(r.is_complete());
-    let r =
-        b.io.of("/")
-            .server_side_emit_with_ack("ping-server", vec![json!(2)])
-            .await
-            .unwrap();
-    assert_eq!(r.responses, vec![json!({"node": "A", "arg": 2})]);
-    a.io.of("/")
-        .server_side_emit("hello", vec![json!("from A")])
-        .unwrap();
-    eventually(Duration::from_secs(3), "hello on B", || {
-        !lock(&b.hellos).is_empty()
-    })
-    .await;
-    assert_eq!(lock(&b.hellos)[0], json!(["from A"]));
-    assert!(
-        lock(&a.hellos).is_empty(),
-        "serverSideEmit does not reach the sender"
-    );
-
-    // Broadcast with acks collects from both nodes.
-    let acks =
-        a.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(7)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["ca", "cb"]);
+    let acks = two_nodes_server_side_and_acks(&a, &b).await;
     // The local reply carries its socket id; the remote one cannot.
     assert!(acks.responses.iter().any(|(sid, _)| sid.as_str() == ida));
 
@@ -881,86 +983,9 @@ async fn mixed_cluster_with_node() {
             .collect();
     assert!(rooms.contains(&"t-room".to_owned()), "{rooms:?}");
 
-    // serverSideEmit with acks, both ways; and without.
-    let r =
-        t.io.of("/")
-            .server_side_emit_with_ack("ping-server", vec![json!(1)])
-            .await
-            .unwrap();
-    assert_eq!(r.responses, vec![json!({"node": "node", "arg": 1})]);
-    let r = cn
-        .ctl(
-            "serverSideEmitWithAck",
-            json!({"event": "ping-server", "args": [2]}),
-        )
-        .await;
-    assert_eq!(r, json!({"responses": [{"node": "T", "arg": 2}]}));
-    t.io.of("/")
-        .server_side_emit("hello", vec![json!("from T"), json!(3)])
-        .unwrap();
-    let mut logged = false;
-    for _ in 0..50 {
-        let log = cn.ctl("serverSideLog", json!({})).await;
-        if log
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e == &json!({"event": "hello", "args": ["from T", 3]}))
-        {
-            logged = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(logged, "Node did not get the server-side event");
-    cn.ctl(
-        "serverSideEmit",
-        json!({"event": "hello", "args": ["from N"]}),
-    )
-    .await;
-    eventually(Duration::from_secs(3), "hello on T", || {
-        !lock(&t.hellos).is_empty()
-    })
-    .await;
-    assert_eq!(lock(&t.hellos)[0], json!(["from N"]));
+    mixed_server_side_and_acks(&t, &cn).await;
 
-    // Broadcast with acks, both ways: every socket of both nodes answers.
-    let acks =
-        t.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(5)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["cn", "ct"]);
-    let r = cn
-        .ctl(
-            "emitWithAck",
-            json!({"event": "ask", "args": [6], "timeout": 3000}),
-        )
-        .await;
-    let mut froms: Vec<String> = r["responses"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{r}"))
-        .iter()
-        .map(|v| v["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["cn", "ct"]);
-
-    // disconnectSockets both ways.
-    let mut vt = ws(&t.url, "victim-t").await;
-    let mut vn = ws(&n.url, "victim-n").await;
-    cn.ctl("disconnectSockets", json!({"rooms": [vt.id()]}))
-        .await;
-    assert_eq!(vt.expect_disconnect().await, "io server disconnect");
-    t.io.of("/").to(vn.id()).disconnect();
-    assert_eq!(vn.expect_disconnect().await, "io server disconnect");
+    mixed_disconnects(&t, &n, &cn).await;
     ct.expect_none("news", Duration::from_millis(10)).await;
     assert!(ct.sock.connected() && cn.sock.connected());
 }
@@ -1483,43 +1508,9 @@ async fn sharded_two_tether_nodes() {
         vec![ida.clone()]
     );
 
-    // serverSideEmit with acks gets the other node's reply, both ways; without acks.
-    let r =
-        a.io.of("/")
-            .server_side_emit_with_ack("ping-server", vec![json!(1)])
-            .await
-            .unwrap();
-    assert_eq!(r.responses, vec![json!({"node": "B", "arg": 1})]);
-    let r =
-        b.io.of("/")
-            .server_side_emit_with_ack("ping-server", vec![json!(2)])
-            .await
-            .unwrap();
-    assert_eq!(r.responses, vec![json!({"node": "A", "arg": 2})]);
-    a.io.of("/")
-        .server_side_emit("hello", vec![json!("from A")])
-        .unwrap();
-    eventually(Duration::from_secs(3), "hello on B", || {
-        !lock(&b.hellos).is_empty()
-    })
-    .await;
-    assert_eq!(lock(&b.hellos)[0], json!(["from A"]));
-    assert!(lock(&a.hellos).is_empty());
-
-    // Broadcast with acks collects from both nodes (also to one room: the shared channel).
-    let acks =
-        a.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(7)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["ca", "cb"]);
+    // serverSideEmit with acks both ways, and without; broadcasts with acks (also to one
+    // room: the namespace's channel, not the room's).
+    two_nodes_server_side_and_acks(&a, &b).await;
     let acks =
         b.io.to("r1")
             .timeout(Duration::from_secs(3))
@@ -1655,77 +1646,7 @@ async fn sharded_mixed_cluster_with_node() {
     assert_eq!(rt["data"], json!({"node": "T", "auth": {"label": "ct"}}));
     assert!(rt["rooms"].as_array().unwrap().contains(&json!("n-room")));
 
-    // serverSideEmit with acks, both ways; and without.
-    let r =
-        t.io.of("/")
-            .server_side_emit_with_ack("ping-server", vec![json!(1)])
-            .await
-            .unwrap();
-    assert_eq!(r.responses, vec![json!({"node": "node", "arg": 1})]);
-    let r = cn
-        .ctl(
-            "serverSideEmitWithAck",
-            json!({"event": "ping-server", "args": [2]}),
-        )
-        .await;
-    assert_eq!(r, json!({"responses": [{"node": "T", "arg": 2}]}));
-    t.io.of("/")
-        .server_side_emit("hello", vec![json!("from T"), json!(3)])
-        .unwrap();
-    let mut logged = false;
-    for _ in 0..50 {
-        let log = cn.ctl("serverSideLog", json!({})).await;
-        if log
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e == &json!({"event": "hello", "args": ["from T", 3]}))
-        {
-            logged = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(logged, "Node did not get the server-side event");
-    cn.ctl(
-        "serverSideEmit",
-        json!({"event": "hello", "args": ["from N"]}),
-    )
-    .await;
-    eventually(Duration::from_secs(3), "hello on T", || {
-        !lock(&t.hellos).is_empty()
-    })
-    .await;
-    assert_eq!(lock(&t.hellos)[0], json!(["from N"]));
-
-    // Broadcast with acks, both ways.
-    let acks =
-        t.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(5)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["cn", "ct"]);
-    let r = cn
-        .ctl(
-            "emitWithAck",
-            json!({"event": "ask", "args": [6], "timeout": 3000}),
-        )
-        .await;
-    let mut froms: Vec<String> = r["responses"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{r}"))
-        .iter()
-        .map(|v| v["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["cn", "ct"]);
+    mixed_server_side_and_acks(&t, &cn).await;
 
     // socketsLeave from Node: the tether socket leaves, tether drops the channel.
     cn.ctl("socketsLeave", json!({"rooms": [idt], "room": "n-room"}))
@@ -1736,14 +1657,7 @@ async fn sharded_mixed_cluster_with_node() {
     .await;
     wait_shard_channel(&url, "socket.io#/#n-room#", false).await;
 
-    // disconnectSockets both ways.
-    let mut vt = ws(&t.url, "victim-t").await;
-    let mut vn = ws(&n.url, "victim-n").await;
-    cn.ctl("disconnectSockets", json!({"rooms": [vt.id()]}))
-        .await;
-    assert_eq!(vt.expect_disconnect().await, "io server disconnect");
-    t.io.of("/").to(vn.id()).disconnect();
-    assert_eq!(vn.expect_disconnect().await, "io server disconnect");
+    mixed_disconnects(&t, &n, &cn).await;
     assert!(ct.sock.connected() && cn.sock.connected());
     assert_eq!(t.adapter.dropped(), 0);
 }

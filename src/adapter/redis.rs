@@ -326,16 +326,8 @@ impl RedisAdapter {
     /// (after a namespace is created or Redis came back), at most `timeout`.
     pub async fn ready(&self, timeout: Duration) -> Result<(), AdapterError> {
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .sub_tx
-            .send(SubCmd::Barrier(tx))
-            .map_err(|_| AdapterError::Unavailable("adapter closed".into()))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(())) => {}
-            _ => return Err(AdapterError::Timeout("the redis subscriptions")),
-        }
-        self.shared.publisher.wait_up(deadline).await
+        let sent = self.shared.sub_tx.send(SubCmd::Barrier(tx)).is_ok();
+        self.shared.publisher.ready(sent, rx, timeout).await
     }
 }
 
@@ -422,8 +414,38 @@ impl Publisher {
         self.reset.notify_one();
     }
 
+    /// Wait for the subscriber's answer to a barrier (`sent`: the barrier was queued),
+    /// then until this connection is up; `timeout` at most in all.
+    pub(super) async fn ready(
+        &self,
+        sent: bool,
+        barrier: oneshot::Receiver<()>,
+        timeout: Duration,
+    ) -> Result<(), AdapterError> {
+        if !sent {
+            return Err(AdapterError::Unavailable("adapter closed".into()));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, barrier).await {
+            Ok(Ok(())) => {}
+            _ => return Err(AdapterError::Timeout("the redis subscriptions")),
+        }
+        self.wait_up(deadline).await
+    }
+
+    /// Tell `acks` the number of nodes (the subscribers of `channel`); 1 when unknown.
+    pub(super) async fn count_servers(&self, channel: String, acks: &ClusterAcks) {
+        match self.num_sub(channel).await {
+            Ok(n) => acks.set_server_count(n),
+            Err(e) => {
+                tracing::debug!(target: LOG, error = %e, "server count unknown: local acks only");
+                acks.set_server_count(1);
+            }
+        }
+    }
+
     /// Wait until the connection is up, until `deadline` at most.
-    pub(super) async fn wait_up(&self, deadline: tokio::time::Instant) -> Result<(), AdapterError> {
+    async fn wait_up(&self, deadline: tokio::time::Instant) -> Result<(), AdapterError> {
         while !self.is_up() {
             if tokio::time::Instant::now() >= deadline {
                 return Err(AdapterError::Timeout("the redis publisher"));
@@ -1036,6 +1058,31 @@ pub(super) fn ask_local(
     )
 }
 
+/// The answers to a server-side event with acks from the outcome of its request: on a
+/// timeout, those that arrived and how many are missing.
+pub(super) fn server_acks(
+    r: Result<Vec<Value>, (AdapterError, Option<Pending>)>,
+) -> Result<ServerAcks, AdapterError> {
+    match r {
+        Ok(responses) => Ok(ServerAcks {
+            responses,
+            missing: 0,
+        }),
+        Err((
+            AdapterError::Timeout(_),
+            Some(Pending::ServerSide {
+                expected,
+                responses,
+                ..
+            }),
+        )) => {
+            let missing = expected.saturating_sub(responses.len());
+            Ok(ServerAcks { responses, missing })
+        }
+        Err((e, _)) => Err(e),
+    }
+}
+
 pub(super) fn rooms(v: Option<&Value>) -> Vec<Room> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(wire::room_of).collect())
@@ -1099,13 +1146,7 @@ impl Adapter for RedisAdapter {
         }
         let timeout = opts.flags.timeout.unwrap_or(s.config.requests_timeout);
         s.runtime.clone().spawn(async move {
-            match s.publisher.num_sub(ch.request.clone()).await {
-                Ok(n) => acks.set_server_count(n),
-                Err(e) => {
-                    tracing::debug!(target: LOG, error = %e, "server count unknown: local acks only");
-                    acks.set_server_count(1);
-                }
-            }
+            s.publisher.count_servers(ch.request.clone(), &acks).await;
             tokio::time::sleep(timeout).await;
             lock(&s.ack_requests).remove(&id);
         });
@@ -1212,24 +1253,7 @@ impl Adapter for RedisAdapter {
                     "serverSideEmit responses",
                 )
                 .await;
-            match r {
-                Ok(responses) => Ok(ServerAcks {
-                    responses,
-                    missing: 0,
-                }),
-                Err((
-                    AdapterError::Timeout(_),
-                    Some(Pending::ServerSide {
-                        expected,
-                        responses,
-                        ..
-                    }),
-                )) => {
-                    let missing = expected.saturating_sub(responses.len());
-                    Ok(ServerAcks { responses, missing })
-                }
-                Err((e, _)) => Err(e),
-            }
+            server_acks(r)
         })
     }
 

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::cluster_wire::{self as cw, Message};
 use super::redis::{
     Pending, Publisher, RedisAdapterConfig, Requests, ask_local, backoff, connect_pub, lock, read,
-    rooms, write,
+    rooms, server_acks, write,
 };
 use super::{Adapter, AdapterError, BroadcastOptions, RemoteSocket, ServerAck, ServerAcks, wire};
 use crate::proto::socketio::Packet;
@@ -107,8 +107,8 @@ impl ShardedRedisAdapterConfig {
 
 /// The sharded Redis cluster adapter, wire-compatible with Node's
 /// `createShardedAdapter` (`@socket.io/redis-adapter` 8.x, Redis ≥ 7). Cheap to clone:
-/// clones are the same node. Works with a single Redis server or a cluster's node that
-/// owns the channels (no cluster redirection).
+/// clones are the same node. Talks to one Redis server (≥ 7); Redis Cluster (slot
+/// redirection of the per-room channels) is not supported.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tether::adapter::AdapterError> {
@@ -236,16 +236,8 @@ impl ShardedRedisAdapter {
     /// wait until they are live on Redis, at most `timeout`.
     pub async fn ready(&self, timeout: Duration) -> Result<(), AdapterError> {
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .sub_tx
-            .send(SubCmd::Barrier(tx))
-            .map_err(|_| AdapterError::Unavailable("adapter closed".into()))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(())) => {}
-            _ => return Err(AdapterError::Timeout("the redis subscriptions")),
-        }
-        self.shared.publisher.wait_up(deadline).await
+        let sent = self.shared.sub_tx.send(SubCmd::Barrier(tx)).is_ok();
+        self.shared.publisher.ready(sent, rx, timeout).await
     }
 }
 
@@ -668,13 +660,7 @@ impl Adapter for ShardedRedisAdapter {
         }
         let timeout = opts.flags.timeout.unwrap_or(s.config.requests_timeout);
         tokio::spawn(async move {
-            match s.publisher.num_sub(channel).await {
-                Ok(n) => acks.set_server_count(n),
-                Err(e) => {
-                    tracing::debug!(target: LOG, error = %e, "server count unknown: local acks only");
-                    acks.set_server_count(1);
-                }
-            }
+            s.publisher.count_servers(channel, &acks).await;
             tokio::time::sleep(timeout).await;
             lock(&s.ack_requests).remove(&id);
         });
@@ -786,24 +772,7 @@ impl Adapter for ShardedRedisAdapter {
                     "serverSideEmit responses",
                 )
                 .await;
-            match r {
-                Ok(responses) => Ok(ServerAcks {
-                    responses,
-                    missing: 0,
-                }),
-                Err((
-                    AdapterError::Timeout(_),
-                    Some(Pending::ServerSide {
-                        expected,
-                        responses,
-                        ..
-                    }),
-                )) => {
-                    let missing = expected.saturating_sub(responses.len());
-                    Ok(ServerAcks { responses, missing })
-                }
-                Err((e, _)) => Err(e),
-            }
+            server_acks(r)
         })
     }
 
