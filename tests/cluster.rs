@@ -592,6 +592,106 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 // Scenarios shared by the classic and the sharded adapter's tests
 // ---------------------------------------------------------------------------------------
 
+/// B broadcasts to r1 (which only `ca`, on A, is in) with a binary argument; then
+/// `except` and `local` broadcasts from B.
+async fn r1_news_and_flags(b: &TetherNode, ca: &mut Peer, cb: &mut Peer) {
+    let args = Args::new()
+        .value(json!("hi"))
+        .bin(vec![1u8, 2, 3])
+        .value(json!({"n": 1.5}));
+    b.io.to("r1").emit_args("news", args).unwrap();
+    let got = ca.expect("news").await;
+    assert_eq!(got.values[0], json!("hi"));
+    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![1, 2, 3]));
+    assert_eq!(got.values[2], json!({"n": 1.5}));
+    cb.expect_none("news", Duration::from_millis(200)).await;
+
+    // except, local.
+    b.io.except("r1").emit("all-but", &1).unwrap();
+    cb.expect("all-but").await;
+    b.io.broadcast().local().emit("local-only", &1).unwrap();
+    cb.expect("local-only").await;
+    ca.expect_none("all-but", Duration::from_millis(200)).await;
+    ca.expect_none("local-only", Duration::from_millis(10))
+        .await;
+}
+
+/// fetchSockets from A lists `ida` (local) and `idb` (remote, with its handshake and
+/// data); from B, r1 holds just `ida`. Returns both lists.
+async fn fetch_on_two_nodes(
+    a: &TetherNode,
+    b: &TetherNode,
+    ida: &str,
+    idb: &str,
+) -> (
+    Vec<tether::adapter::RemoteSocket>,
+    Vec<tether::adapter::RemoteSocket>,
+) {
+    let list = a.io.of("/").fetch_sockets().await.unwrap();
+    let mut ids: Vec<String> = list.iter().map(|s| s.id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, sorted(vec![ida.to_owned(), idb.to_owned()]));
+    let rb = list.iter().find(|s| s.id.as_str() == idb).unwrap();
+    assert!(!rb.is_local());
+    assert_eq!(rb.data, json!({"node": "B", "auth": {"label": "cb"}}));
+    assert_eq!(rb.handshake["auth"], json!({"label": "cb"}));
+    let in_r1 = b.io.of("/").to("r1").fetch_sockets().await.unwrap();
+    assert_eq!(
+        in_r1.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+        vec![ida.to_owned()]
+    );
+    (list, in_r1)
+}
+
+/// fetchSockets both ways between tether node `t` (socket `idt`, in n-room) and the Node
+/// node of `cn` (socket `idn`, in t-room).
+async fn mixed_fetch(t: &TetherNode, cn: &Peer, idt: &str, idn: &str) {
+    let list = t.io.of("/").fetch_sockets().await.unwrap();
+    let rn = list
+        .iter()
+        .find(|s| s.id.as_str() == idn)
+        .expect("the Node socket");
+    assert_eq!(rn.data, json!({"node": "node", "auth": {"label": "cn"}}));
+    assert_eq!(rn.handshake["auth"], json!({"label": "cn"}));
+    assert!(rn.rooms.iter().any(|r| r.as_str() == "t-room"));
+    assert_eq!(list.len(), 2);
+    let list = cn.ctl("fetchSockets", json!({})).await;
+    let list = list.as_array().expect("list");
+    let rt = list
+        .iter()
+        .find(|s| s["id"] == json!(idt))
+        .expect("the tether socket");
+    assert_eq!(rt["data"], json!({"node": "T", "auth": {"label": "ct"}}));
+    assert_eq!(rt["auth"], json!({"label": "ct"}));
+    assert!(rt["rooms"].as_array().unwrap().contains(&json!("n-room")));
+}
+
+/// tether broadcasts to t-room (the Node socket's) with a binary argument.
+async fn t_room_news(t: &TetherNode, ct: &mut Peer, cn: &mut Peer) {
+    t.io.to("t-room")
+        .emit_args("news", Args::new().value(json!("from T")).bin(vec![9u8, 8]))
+        .unwrap();
+    let got = cn.expect("news").await;
+    assert_eq!(got.values[0], json!("from T"));
+    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![9, 8]));
+    ct.expect_none("news", Duration::from_millis(150)).await;
+}
+
+/// Node makes the tether socket `idt` join n-room.
+async fn node_joins_n_room(t: &TetherNode, cn: &Peer, idt: &str) {
+    assert_eq!(
+        cn.ctl("socketsJoin", json!({"rooms": [idt], "room": "n-room"}))
+            .await,
+        json!(true)
+    );
+    eventually(
+        Duration::from_secs(3),
+        "tether socket joined n-room",
+        || socket_rooms(&t.io, &idt).contains(&"n-room".to_owned()),
+    )
+    .await;
+}
+
 /// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
 /// A collects `ca`'s and `cb`'s replies (returned).
 async fn two_nodes_server_side_and_acks(
@@ -752,25 +852,7 @@ async fn two_tether_nodes() {
         socket_rooms(&a.io, &ida).contains(&"r1".to_owned())
     })
     .await;
-    let args = Args::new()
-        .value(json!("hi"))
-        .bin(vec![1u8, 2, 3])
-        .value(json!({"n": 1.5}));
-    b.io.to("r1").emit_args("news", args).unwrap();
-    let got = ca.expect("news").await;
-    assert_eq!(got.values[0], json!("hi"));
-    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![1, 2, 3]));
-    assert_eq!(got.values[2], json!({"n": 1.5}));
-    cb.expect_none("news", Duration::from_millis(200)).await;
-
-    // except, local.
-    b.io.except("r1").emit("all-but", &1).unwrap();
-    cb.expect("all-but").await;
-    b.io.broadcast().local().emit("local-only", &1).unwrap();
-    cb.expect("local-only").await;
-    ca.expect_none("all-but", Duration::from_millis(200)).await;
-    ca.expect_none("local-only", Duration::from_millis(10))
-        .await;
+    r1_news_and_flags(&b, &mut ca, &mut cb).await;
 
     // The chat example's events across nodes.
     ca.sock.emit("chat message", &"hello all").unwrap();
@@ -805,23 +887,11 @@ async fn two_tether_nodes() {
     assert_eq!(m.values[0], json!({"sender": idb, "message": "psst"}));
 
     // fetchSockets from A lists both, with handshake, rooms and data.
-    let list = a.io.of("/").fetch_sockets().await.unwrap();
-    let mut ids: Vec<String> = list.iter().map(|s| s.id.to_string()).collect();
-    ids.sort();
-    assert_eq!(ids, sorted(vec![ida.clone(), idb.clone()]));
+    let (list, in_r1) = fetch_on_two_nodes(&a, &b, &ida, &idb).await;
     let rb = list.iter().find(|s| s.id.as_str() == idb).unwrap();
-    assert!(!rb.is_local());
-    assert_eq!(rb.data, json!({"node": "B", "auth": {"label": "cb"}}));
-    assert_eq!(rb.handshake["auth"], json!({"label": "cb"}));
     assert!(rb.rooms.iter().any(|r| r.as_str() == "lobby"));
     let ra = list.iter().find(|s| s.id.as_str() == ida).unwrap();
     assert!(ra.is_local());
-    // Only r1: just A's socket.
-    let in_r1 = b.io.of("/").to("r1").fetch_sockets().await.unwrap();
-    assert_eq!(
-        in_r1.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
-        vec![ida.clone()]
-    );
     // A remote socket handle emits wherever the socket is.
     in_r1[0].emit("via-remote", &true).unwrap();
     ca.expect("via-remote").await;
@@ -890,26 +960,10 @@ async fn mixed_cluster_with_node() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(joined, "the Node socket did not join t-room");
-    t.io.to("t-room")
-        .emit_args("news", Args::new().value(json!("from T")).bin(vec![9u8, 8]))
-        .unwrap();
-    let got = cn.expect("news").await;
-    assert_eq!(got.values[0], json!("from T"));
-    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![9, 8]));
-    ct.expect_none("news", Duration::from_millis(150)).await;
+    t_room_news(&t, &mut ct, &mut cn).await;
 
     // Node -> tether: Node makes the tether socket join n-room, then emits to it.
-    assert_eq!(
-        cn.ctl("socketsJoin", json!({"rooms": [idt], "room": "n-room"}))
-            .await,
-        json!(true)
-    );
-    eventually(
-        Duration::from_secs(3),
-        "tether socket joined n-room",
-        || socket_rooms(&t.io, &idt).contains(&"n-room".to_owned()),
-    )
-    .await;
+    node_joins_n_room(&t, &cn, &idt).await;
     cn.ctl(
         "emit",
         json!({"rooms": ["n-room"], "event": "news", "args": ["from N", {"deep": [1, 2.5]}]}),
@@ -950,24 +1004,7 @@ async fn mixed_cluster_with_node() {
     );
 
     // fetchSockets both ways.
-    let list = t.io.of("/").fetch_sockets().await.unwrap();
-    let rn = list
-        .iter()
-        .find(|s| s.id.as_str() == idn)
-        .expect("the Node socket");
-    assert_eq!(rn.data, json!({"node": "node", "auth": {"label": "cn"}}));
-    assert_eq!(rn.handshake["auth"], json!({"label": "cn"}));
-    assert!(rn.rooms.iter().any(|r| r.as_str() == "t-room"));
-    assert_eq!(list.len(), 2);
-    let list = cn.ctl("fetchSockets", json!({})).await;
-    let list = list.as_array().expect("list");
-    let rt = list
-        .iter()
-        .find(|s| s["id"] == json!(idt))
-        .expect("the tether socket");
-    assert_eq!(rt["data"], json!({"node": "T", "auth": {"label": "ct"}}));
-    assert_eq!(rt["auth"], json!({"label": "ct"}));
-    assert!(rt["rooms"].as_array().unwrap().contains(&json!("n-room")));
+    mixed_fetch(&t, &cn, &idt, &idn).await;
     let rooms = cn.ctl("allRooms", json!({})).await;
     assert!(
         rooms.as_array().unwrap().contains(&json!("n-room")),
@@ -1470,43 +1507,13 @@ async fn sharded_two_tether_nodes() {
             .await
             .contains(&format!("socket.io#/#{ida}#"))
     );
-    let args = Args::new()
-        .value(json!("hi"))
-        .bin(vec![1u8, 2, 3])
-        .value(json!({"n": 1.5}));
-    b.io.to("r1").emit_args("news", args).unwrap();
-    let got = ca.expect("news").await;
-    assert_eq!(got.values[0], json!("hi"));
-    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![1, 2, 3]));
-    assert_eq!(got.values[2], json!({"n": 1.5}));
-    cb.expect_none("news", Duration::from_millis(200)).await;
+    r1_news_and_flags(&b, &mut ca, &mut cb).await;
     // To a socket id: the namespace's channel.
     b.io.to(ida.clone()).emit("direct", &1).unwrap();
     ca.expect("direct").await;
 
-    // except, local.
-    b.io.except("r1").emit("all-but", &1).unwrap();
-    cb.expect("all-but").await;
-    b.io.broadcast().local().emit("local-only", &1).unwrap();
-    cb.expect("local-only").await;
-    ca.expect_none("all-but", Duration::from_millis(200)).await;
-    ca.expect_none("local-only", Duration::from_millis(10))
-        .await;
-
     // fetchSockets from A lists both, with handshake, rooms and data.
-    let list = a.io.of("/").fetch_sockets().await.unwrap();
-    let mut ids: Vec<String> = list.iter().map(|s| s.id.to_string()).collect();
-    ids.sort();
-    assert_eq!(ids, sorted(vec![ida.clone(), idb.clone()]));
-    let rb = list.iter().find(|s| s.id.as_str() == idb).unwrap();
-    assert!(!rb.is_local());
-    assert_eq!(rb.data, json!({"node": "B", "auth": {"label": "cb"}}));
-    assert_eq!(rb.handshake["auth"], json!({"label": "cb"}));
-    let in_r1 = b.io.of("/").to("r1").fetch_sockets().await.unwrap();
-    assert_eq!(
-        in_r1.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
-        vec![ida.clone()]
-    );
+    fetch_on_two_nodes(&a, &b, &ida, &idb).await;
 
     // serverSideEmit with acks both ways, and without; broadcasts with acks (also to one
     // room: the namespace's channel, not the room's).
@@ -1556,27 +1563,11 @@ async fn sharded_mixed_cluster_with_node() {
     // channel), then a broadcast to that room on its dynamic channel, with binary.
     t.io.of("/").to(idn.clone()).join("t-room");
     wait_shard_channel(&url, "socket.io#/#t-room#", true).await;
-    t.io.to("t-room")
-        .emit_args("news", Args::new().value(json!("from T")).bin(vec![9u8, 8]))
-        .unwrap();
-    let got = cn.expect("news").await;
-    assert_eq!(got.values[0], json!("from T"));
-    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![9, 8]));
-    ct.expect_none("news", Duration::from_millis(150)).await;
+    t_room_news(&t, &mut ct, &mut cn).await;
 
     // Node -> tether: Node makes the tether socket join n-room; tether subscribes the
     // room's channel; Node's broadcast to it (dynamic channel) arrives.
-    assert_eq!(
-        cn.ctl("socketsJoin", json!({"rooms": [idt], "room": "n-room"}))
-            .await,
-        json!(true)
-    );
-    eventually(
-        Duration::from_secs(3),
-        "tether socket joined n-room",
-        || socket_rooms(&t.io, &idt).contains(&"n-room".to_owned()),
-    )
-    .await;
+    node_joins_n_room(&t, &cn, &idt).await;
     t.adapter.ready(Duration::from_secs(3)).await.unwrap();
     wait_shard_channel(&url, "socket.io#/#n-room#", true).await;
     cn.ctl(
@@ -1628,23 +1619,7 @@ async fn sharded_mixed_cluster_with_node() {
     );
 
     // fetchSockets both ways.
-    let list = t.io.of("/").fetch_sockets().await.unwrap();
-    assert_eq!(list.len(), 2);
-    let rn = list
-        .iter()
-        .find(|s| s.id.as_str() == idn)
-        .expect("the Node socket");
-    assert_eq!(rn.data, json!({"node": "node", "auth": {"label": "cn"}}));
-    assert!(rn.rooms.iter().any(|r| r.as_str() == "t-room"));
-    let list = cn.ctl("fetchSockets", json!({})).await;
-    let list = list.as_array().unwrap_or_else(|| panic!("{list}"));
-    assert_eq!(list.len(), 2);
-    let rt = list
-        .iter()
-        .find(|s| s["id"] == json!(idt))
-        .expect("the tether socket");
-    assert_eq!(rt["data"], json!({"node": "T", "auth": {"label": "ct"}}));
-    assert!(rt["rooms"].as_array().unwrap().contains(&json!("n-room")));
+    mixed_fetch(&t, &cn, &idt, &idn).await;
 
     mixed_server_side_and_acks(&t, &cn).await;
 
