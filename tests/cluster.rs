@@ -687,9 +687,28 @@ async fn node_joins_n_room(t: &TetherNode, cn: &Peer, idt: &str) {
     eventually(
         Duration::from_secs(3),
         "tether socket joined n-room",
-        || socket_rooms(&t.io, &idt).contains(&"n-room".to_owned()),
+        || socket_rooms(&t.io, idt).contains(&"n-room".to_owned()),
     )
     .await;
+}
+
+/// A broadcast with acks from `io` to every socket of the cluster: complete, answered by
+/// the clients labelled `expected` (sorted).
+async fn ask_everyone(io: &Io, arg: u64, expected: &[&str]) -> tether::sio::BroadcastAcks {
+    let acks = io
+        .broadcast()
+        .timeout(Duration::from_secs(3))
+        .emit_with_ack("ask", vec![json!(arg)])
+        .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    let mut froms: Vec<String> = acks
+        .responses
+        .iter()
+        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, expected);
+    acks
 }
 
 /// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
@@ -726,20 +745,7 @@ async fn two_nodes_server_side_and_acks(
     );
 
     // Broadcast with acks collects from both nodes.
-    let acks =
-        a.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(7)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["ca", "cb"]);
-    acks
+    ask_everyone(&a.io, 7, &["ca", "cb"]).await
 }
 
 /// tether node `t` and Node node (client `cn`): serverSideEmit with acks both ways and
@@ -789,19 +795,7 @@ async fn mixed_server_side_and_acks(t: &TetherNode, cn: &Peer) {
     assert_eq!(lock(&t.hellos)[0], json!(["from N"]));
 
     // Broadcast with acks, both ways: every socket of both nodes answers.
-    let acks =
-        t.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(5)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["cn", "ct"]);
+    ask_everyone(&t.io, 5, &["cn", "ct"]).await;
     let r = cn
         .ctl(
             "emitWithAck",
