@@ -59,9 +59,12 @@ pub struct ShardedRedisAdapterConfig {
     /// How long to wait for the other nodes' answers (default 5 s, Node's fixed value).
     pub requests_timeout: Duration,
     /// In the dynamic modes, how often the room channels are brought in line with the
-    /// local rooms (default 50 ms): a broadcast to one room published by another node
-    /// before this node subscribed the room's channel is not received. Call
-    /// [`ShardedRedisAdapter::ready`] to sync at once.
+    /// local rooms (default 100 ms; tether has no room-created event for adapters, so
+    /// they are compared). A broadcast to one room that another node publishes before
+    /// this node subscribed the room's channel is not received here;
+    /// [`ShardedRedisAdapter::ready`] syncs at once. Each sync lists the rooms of every
+    /// namespace (O(rooms)): with very many rooms, raise it or use
+    /// [`SubscriptionMode::Static`].
     pub room_sync_interval: Duration,
     /// Time allowed to connect to Redis (default 2 s).
     pub connect_timeout: Duration,
@@ -81,7 +84,7 @@ impl Default for ShardedRedisAdapterConfig {
             channel_prefix: link.key,
             subscription_mode: SubscriptionMode::Dynamic,
             requests_timeout: link.requests_timeout,
-            room_sync_interval: Duration::from_millis(50),
+            room_sync_interval: Duration::from_millis(100),
             connect_timeout: link.connect_timeout,
             reconnect_min: link.reconnect_min,
             reconnect_max: link.reconnect_max,
@@ -157,6 +160,8 @@ struct Shared {
     namespaces: RwLock<HashMap<String, NsEntry>>,
     /// subscribed channel -> (nsp, whether it carries answers to this node).
     routes: RwLock<HashMap<String, (String, bool)>>,
+    /// The rooms with their own channel at the last sync, by namespace.
+    last_rooms: Mutex<Vec<(String, Vec<Room>)>>,
     requests: Requests,
     ack_requests: Mutex<HashMap<String, ClusterAcks>>,
     sub_up: AtomicBool,
@@ -201,6 +206,7 @@ impl ShardedRedisAdapter {
             sub_tx,
             namespaces: RwLock::new(HashMap::new()),
             routes: RwLock::new(HashMap::new()),
+            last_rooms: Mutex::new(Vec::new()),
             requests: Requests::default(),
             ack_requests: Mutex::new(HashMap::new()),
             sub_up: AtomicBool::new(false),
@@ -258,14 +264,16 @@ async fn connect_sub(
         .map_err(|e| AdapterError::Unavailable(e.to_string()))
 }
 
-/// Subscribe and unsubscribe until `subscribed` is what the namespaces want. One channel
-/// per command: each gets exactly one reply.
+/// Subscribe and unsubscribe until `subscribed` is what the namespaces want (unless
+/// nothing changed and not `force`). One channel per command: each gets exactly one
+/// reply.
 async fn sync(
     shared: &Weak<Shared>,
     conn: &mut redis::aio::MultiplexedConnection,
     subscribed: &mut HashSet<String>,
+    force: bool,
 ) -> Result<(), redis::RedisError> {
-    let Some(wanted) = shared.upgrade().map(|s| s.wanted()) else {
+    let Some(wanted) = shared.upgrade().and_then(|s| s.wanted(force)) else {
         return Ok(());
     };
     for ch in wanted.difference(subscribed) {
@@ -319,7 +327,7 @@ async fn sub_task(
             }
         };
         let mut subscribed = HashSet::new();
-        if let Err(e) = sync(&shared, &mut conn, &mut subscribed).await {
+        if let Err(e) = sync(&shared, &mut conn, &mut subscribed, true).await {
             tracing::debug!(target: LOG, error = %e, "redis subscriber: subscribing failed");
             tokio::time::sleep(delay).await;
             delay = backoff(delay, &config);
@@ -351,15 +359,15 @@ async fn sub_task(
                     None => break,
                 },
                 cmd = cmds.recv() => match cmd {
-                    Some(SubCmd::Sync) => sync(&shared, &mut conn, &mut subscribed).await,
+                    Some(SubCmd::Sync) => sync(&shared, &mut conn, &mut subscribed, true).await,
                     Some(SubCmd::Barrier(tx)) => {
-                        let r = sync(&shared, &mut conn, &mut subscribed).await;
+                        let r = sync(&shared, &mut conn, &mut subscribed, true).await;
                         let _ = tx.send(());
                         r
                     }
                     None => return,
                 },
-                _ = tick.tick(), if dynamic => sync(&shared, &mut conn, &mut subscribed).await,
+                _ = tick.tick(), if dynamic => sync(&shared, &mut conn, &mut subscribed, false).await,
                 _ = closed.changed() => return,
             };
             if synced.is_err() {
@@ -383,22 +391,42 @@ impl Shared {
         format!("{}#{}#", self.config.channel_prefix, ns.name())
     }
 
-    /// The channels to be subscribed to; refreshes `routes`.
-    fn wanted(&self) -> HashSet<String> {
+    /// The channels to be subscribed to, and `routes` refreshed; `None` when nothing
+    /// changed since the last call (unless `force`).
+    fn wanted(&self, force: bool) -> Option<HashSet<String>> {
+        let namespaces = read(&self.namespaces);
+        let mut rooms: Vec<(String, Vec<Room>)> = Vec::with_capacity(namespaces.len());
+        for (nsp, e) in namespaces.iter() {
+            let own = match e.ns.upgrade() {
+                Some(ns) => {
+                    let mut r = ns.rooms();
+                    r.retain(|room| self.own_channel(&ns, room));
+                    r
+                }
+                None => Vec::new(),
+            };
+            rooms.push((nsp.clone(), own));
+        }
+        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut last = lock(&self.last_rooms);
+        if !force && *last == rooms {
+            return None;
+        }
         let mut routes = HashMap::new();
-        for (nsp, e) in read(&self.namespaces).iter() {
+        for (nsp, own) in &rooms {
+            let Some(e) = namespaces.get(nsp) else {
+                continue;
+            };
             routes.insert(e.channel.clone(), (nsp.clone(), false));
             routes.insert(format!("{}{}#", e.channel, self.uid), (nsp.clone(), true));
-            let Some(ns) = e.ns.upgrade() else { continue };
-            for room in ns.rooms() {
-                if self.own_channel(&ns, &room) {
-                    routes.insert(format!("{}{room}#", e.channel), (nsp.clone(), false));
-                }
+            for room in own {
+                routes.insert(format!("{}{room}#", e.channel), (nsp.clone(), false));
             }
         }
+        *last = rooms;
         let wanted = routes.keys().cloned().collect();
         *write(&self.routes) = routes;
-        wanted
+        Some(wanted)
     }
 
     /// Whether local room `room` has its own channel (`shouldUseASeparateNamespace`).
