@@ -1688,3 +1688,135 @@ async fn sharded_static_mode_and_redis_restart() {
     assert_eq!(b.io.of("/").fetch_sockets().await.unwrap().len(), 2);
     assert!(ca.sock.connected() && cb.sock.connected());
 }
+
+/// A RESP3 connection subscribed (`SSUBSCRIBE`) to `channels`; its messages arrive on
+/// the returned receiver as (channel, payload).
+async fn shard_listener(
+    redis: &str,
+    channels: &[&str],
+) -> (
+    redis::aio::MultiplexedConnection,
+    mpsc::UnboundedReceiver<redis::PushInfo>,
+) {
+    let client = redis::Client::open(format!("{redis}/?protocol=resp3")).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cfg = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .unwrap();
+    for ch in channels {
+        redis::cmd("SSUBSCRIBE")
+            .arg(*ch)
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    (conn, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_wire_format_matches_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let t = sharded_tether_node(&url, "T", SubscriptionMode::Dynamic).await;
+    let n = node_node_with(&url, &["--sharded"]).await;
+    let cn = ws(&n.url, "cn").await;
+    let (_conn, mut rx) = shard_listener(&url, &["socket.io#/#", "socket.io#/#r#"]).await;
+    let mut next = async || -> (String, Vec<u8>) {
+        loop {
+            let p = within(Duration::from_secs(5), "a message on redis", rx.recv())
+                .await
+                .expect("message");
+            if let Some(m) = redis::Msg::from_push_info(p) {
+                return (
+                    m.get_channel_name().to_owned(),
+                    m.get_payload_bytes().to_vec(),
+                );
+            }
+        }
+    };
+    // A JSON message without its sender's uid.
+    let without_uid = |b: &[u8]| -> Value {
+        let mut v: Value = serde_json::from_slice(b)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)));
+        let uid = v["uid"].as_str().expect("uid").to_owned();
+        assert_eq!(uid.len(), 16, "{v}");
+        v["uid"] = json!("UID");
+        v
+    };
+
+    // The same broadcast to one room: the room's own channel, the same message.
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["r"], "event": "news", "args": ["hi", {"n": 1.5, "k": [true, null, -7]}]}),
+    )
+    .await;
+    let (node_ch, node_msg) = next().await;
+    t.io.to("r")
+        .emit_args(
+            "news",
+            vec![json!("hi"), json!({"n": 1.5, "k": [true, null, -7]})],
+        )
+        .unwrap();
+    let (t_ch, t_msg) = next().await;
+    assert_eq!(node_ch, "socket.io#/#r#");
+    assert_eq!(t_ch, node_ch);
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+    assert_eq!(
+        without_uid(&t_msg),
+        json!({"uid": "UID", "nsp": "/", "type": 3, "data": {
+            "packet": {"type": 2, "data": ["news", "hi", {"n": 1.5, "k": [true, null, -7]}]},
+            "opts": {"rooms": ["r"], "except": [], "flags": {}},
+        }})
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&t_msg).unwrap()["uid"],
+        json!(t.adapter.uid())
+    );
+
+    // Several rooms and an exception: the namespace's channel.
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["a", "b"], "except": ["c"], "event": "e", "args": [1]}),
+    )
+    .await;
+    let (node_ch, node_msg) = next().await;
+    t.io.to("a").to("b").except("c").emit("e", &1).unwrap();
+    let (t_ch, t_msg) = next().await;
+    assert_eq!(node_ch, "socket.io#/#");
+    assert_eq!(t_ch, node_ch);
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+
+    // Room operations and server-side events.
+    cn.ctl("socketsJoin", json!({"rooms": ["a"], "room": "b"}))
+        .await;
+    let (_, node_msg) = next().await;
+    t.io.of("/").to("a").join("b");
+    let (_, t_msg) = next().await;
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+    cn.ctl(
+        "serverSideEmit",
+        json!({"event": "hello", "args": ["x", 2]}),
+    )
+    .await;
+    let (_, node_msg) = next().await;
+    t.io.of("/")
+        .server_side_emit("hello", vec![json!("x"), json!(2)])
+        .unwrap();
+    let (_, t_msg) = next().await;
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+
+    // Binary arguments: msgpack, `bin` in place.
+    t.io.broadcast()
+        .emit_args("b", Args::new().bin(vec![0xffu8, 0]))
+        .unwrap();
+    let (ch, t_msg) = next().await;
+    assert_eq!(ch, "socket.io#/#");
+    let v = rmpv::decode::read_value(&mut t_msg.as_slice()).unwrap();
+    assert_eq!(v["type"], rmpv::Value::from(3));
+    assert_eq!(
+        v["data"]["packet"]["data"][1],
+        rmpv::Value::Binary(vec![0xff, 0])
+    );
+}

@@ -106,26 +106,22 @@ pub(crate) fn options_json(o: &BroadcastOptions) -> Value {
     v
 }
 
-/// A broadcast packet as socket.io-parser's object `{type: 2, data, nsp}`, and its
-/// binary attachments.
+/// A broadcast packet as Node's cluster adapter publishes it: socket.io-parser's object
+/// `{type: 2, data}` (no `nsp`: the message has it), and its binary attachments.
 pub(crate) fn packet_json(p: &Packet) -> (Value, &[Bytes]) {
     let v = json!({
         "type": PacketType::Event as u8,
         "data": p.data.clone().unwrap_or(Value::Null),
-        "nsp": p.nsp.as_str(),
     });
     (v, &p.attachments)
 }
 
-/// An event packet for namespace `nsp` from socket.io-parser's object; `None` for other
-/// packet types, another namespace or no event name.
+/// An event packet for namespace `nsp` (the message's) from socket.io-parser's object;
+/// `None` for other packet types or no event name. A `nsp` in the packet is ignored, as
+/// Node's adapter overwrites it.
 pub(crate) fn packet_from_json(v: &Value, bins: Vec<Bytes>, nsp: &Str) -> Option<Packet> {
     let kind = v.get("type")?.as_u64()?;
     if kind != PacketType::Event as u64 && kind != PacketType::BinaryEvent as u64 {
-        return None;
-    }
-    let packet_nsp = v.get("nsp").and_then(Value::as_str).unwrap_or("/");
-    if packet_nsp != nsp.as_str() {
         return None;
     }
     let data = v.get("data")?;
@@ -185,7 +181,14 @@ mod tests {
         let back = packet_from_json(&m.data["packet"], m.bins, &nsp).unwrap();
         assert_eq!(back.data, bin.data);
         assert_eq!(back.attachments, bin.attachments);
-        assert!(packet_from_json(&m.data["packet"], Vec::new(), &Str::from_static("/x")).is_none());
+        let other = Str::from_static("/x");
+        let p = packet_from_json(
+            &json!({"type": 2, "data": ["e"], "nsp": "/"}),
+            Vec::new(),
+            &other,
+        );
+        assert_eq!(p.map(|p| p.nsp), Some(other));
+        assert!(packet_from_json(&json!({"type": 3, "data": ["e"]}), Vec::new(), &nsp).is_none());
         assert!(decode(b"{\"type\":").is_none());
         assert!(decode(b"\xc1").is_none());
     }
