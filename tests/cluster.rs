@@ -1820,3 +1820,117 @@ async fn sharded_wire_format_matches_node() {
         rmpv::Value::Binary(vec![0xff, 0])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_requests_time_out_when_a_node_is_silent() {
+    let redis = RedisServer::start();
+    let adapter = ShardedRedisAdapter::connect_with(
+        &redis.url(),
+        ShardedRedisAdapterConfig {
+            requests_timeout: Duration::from_millis(400),
+            ..sharded_config(SubscriptionMode::Dynamic)
+        },
+    )
+    .await
+    .unwrap();
+    let io = Io::builder().adapter(adapter.clone()).build();
+    adapter.ready(Duration::from_secs(5)).await.unwrap();
+    // A "node" subscribed to the namespace's channel (so it is counted) that never answers.
+    let (_silent, _rx) = shard_listener(&redis.url(), &["socket.io#/#"]).await;
+    assert_eq!(io.of("/").server_count().await.unwrap(), 2);
+
+    let ns = io.of("/");
+    let started = Instant::now();
+    let (fetched, acks) = tokio::join!(
+        ns.fetch_sockets(),
+        ns.server_side_emit_with_ack("ping-server", vec![json!(1)]),
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        fetched.unwrap_err(),
+        AdapterError::Timeout("fetchSockets response")
+    );
+    let acks = acks.unwrap();
+    assert_eq!((acks.responses.len(), acks.missing), (0, 1));
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let started = Instant::now();
+    let acks = io
+        .broadcast()
+        .timeout(Duration::from_millis(300))
+        .emit_with_ack("ask", vec![json!(1)])
+        .await;
+    assert!(acks.responses.is_empty() && acks.missing == 1, "{acks:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Malformed messages on its channels are ignored; the adapter keeps working.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let own = format!("socket.io#/#{}#", adapter.uid());
+    for (ch, payload) in [
+        ("socket.io#/#", b"{not json".to_vec()),
+        ("socket.io#/#", b"\xc1\xff\x00".to_vec()),
+        (
+            "socket.io#/#",
+            br#"{"uid":"x","nsp":"/","type":3,"data":{"packet":7}}"#.to_vec(),
+        ),
+        (
+            "socket.io#/#",
+            br#"{"uid":"x","nsp":"/","type":9,"data":null}"#.to_vec(),
+        ),
+        (
+            own.as_str(),
+            br#"{"uid":"x","nsp":"/","type":8,"data":{"requestId":"nope"}}"#.to_vec(),
+        ),
+        (own.as_str(), b"\xdd\xff\xff\xff\xff".to_vec()),
+    ] {
+        redis::cmd("SPUBLISH")
+            .arg(ch)
+            .arg(payload)
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(io.of("/").server_count().await.unwrap(), 2);
+    assert!(adapter.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_dynamic_private_with_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let t = sharded_tether_node(&url, "T", SubscriptionMode::DynamicPrivate).await;
+    let n = node_node_with(&url, &["--sharded", "--mode", "dynamic-private"]).await;
+    let mut ct = ws(&t.url, "ct").await;
+    let mut cn = ws(&n.url, "cn").await;
+    let (idt, idn) = (ct.id(), cn.id());
+    // Every room has its own channel, socket ids too, on both implementations.
+    wait_shard_channel(&url, &format!("socket.io#/#{idt}#"), true).await;
+    wait_shard_channel(&url, &format!("socket.io#/#{idn}#"), true).await;
+    cn.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": idt, "message": "to T"}),
+        )
+        .unwrap();
+    assert_eq!(
+        ct.expect("privateMessage").await.values[0],
+        json!({"sender": idn, "message": "to T"})
+    );
+    ct.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": idn, "message": "to N"}),
+        )
+        .unwrap();
+    assert_eq!(
+        cn.expect("privateMessage").await.values[0],
+        json!({"sender": idt, "message": "to N"})
+    );
+    // The socket's channel goes with it.
+    ct.client.close();
+    wait_shard_channel(&url, &format!("socket.io#/#{idt}#"), false).await;
+    cn.expect_none("privateMessage", Duration::from_millis(10))
+        .await;
+}
