@@ -99,11 +99,11 @@ impl ShardedRedisAdapterConfig {
         RedisAdapterConfig {
             key: self.channel_prefix.clone(),
             requests_timeout: self.requests_timeout,
-            publish_on_specific_response_channel: true,
             connect_timeout: self.connect_timeout,
             reconnect_min: self.reconnect_min,
             reconnect_max: self.reconnect_max,
             queue: self.queue,
+            ..RedisAdapterConfig::default()
         }
     }
 }
@@ -124,7 +124,12 @@ impl ShardedRedisAdapterConfig {
 ///
 /// During a Redis outage it behaves as [`super::RedisAdapter`] (see the
 /// [module documentation](super)); `serverSideEmit` without acks and room operations for
-/// other nodes are lost and counted in [`ShardedRedisAdapter::dropped`].
+/// other nodes are lost and counted in [`ShardedRedisAdapter::dropped`]. The subscriber
+/// logs under the `tracing` target `tether::adapter::sharded`, the publisher under
+/// `tether::adapter::redis`.
+///
+/// Not carried (as in Node's sharded adapter): `allRooms` of the other nodes
+/// ([`Namespace::all_rooms`] lists this node's rooms only) and heartbeats.
 #[derive(Clone)]
 pub struct ShardedRedisAdapter {
     shared: Arc<Shared>,
