@@ -711,6 +711,19 @@ async fn ask_everyone(io: &Io, arg: u64, expected: &[&str]) -> tether::sio::Broa
     acks
 }
 
+/// disconnectSockets from B disconnects `ca` (socket `ida`) on A; nothing was lost.
+async fn b_disconnects_socket_on_a(a: &TetherNode, b: &TetherNode, ca: &mut Peer, ida: &str) {
+    // disconnectSockets from B disconnects a socket on A.
+    b.io.of("/").to(ida.to_owned()).disconnect();
+    assert_eq!(ca.expect_disconnect().await, "io server disconnect");
+    eventually(Duration::from_secs(3), "socket gone on A", || {
+        a.io.of("/").get_socket(ida).is_none()
+    })
+    .await;
+    assert_eq!(a.adapter.dropped(), 0);
+    assert_eq!(b.adapter.dropped(), 0);
+}
+
 /// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
 /// A collects `ca`'s and `cb`'s replies (returned).
 async fn two_nodes_server_side_and_acks(
@@ -913,15 +926,7 @@ async fn two_tether_nodes() {
     })
     .await;
 
-    // disconnectSockets from B disconnects a socket on A.
-    b.io.of("/").to(ida.clone()).disconnect();
-    assert_eq!(ca.expect_disconnect().await, "io server disconnect");
-    eventually(Duration::from_secs(3), "socket gone on A", || {
-        a.io.of("/").get_socket(&ida).is_none()
-    })
-    .await;
-    assert_eq!(a.adapter.dropped(), 0);
-    assert_eq!(b.adapter.dropped(), 0);
+    b_disconnects_socket_on_a(&a, &b, &mut ca, &ida).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1530,15 +1535,7 @@ async fn sharded_two_tether_nodes() {
     a.adapter.ready(Duration::from_secs(3)).await.unwrap();
     wait_shard_channel(&url, "socket.io#/#r1#", false).await;
 
-    // disconnectSockets from B disconnects a socket on A.
-    b.io.of("/").to(ida.clone()).disconnect();
-    assert_eq!(ca.expect_disconnect().await, "io server disconnect");
-    eventually(Duration::from_secs(3), "socket gone on A", || {
-        a.io.of("/").get_socket(&ida).is_none()
-    })
-    .await;
-    assert_eq!(a.adapter.dropped(), 0);
-    assert_eq!(b.adapter.dropped(), 0);
+    b_disconnects_socket_on_a(&a, &b, &mut ca, &ida).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
