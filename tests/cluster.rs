@@ -724,6 +724,49 @@ async fn b_disconnects_socket_on_a(a: &TetherNode, b: &TetherNode, ca: &mut Peer
     assert_eq!(b.adapter.dropped(), 0);
 }
 
+/// A channel and a message seen on Redis.
+type Seen = (String, Vec<u8>);
+
+/// The same broadcast to room r from the Node node (through `cn`) and from `t`, and
+/// the message each published (`next` yields what Redis carries, in order).
+async fn same_broadcast_to_r(
+    t: &TetherNode,
+    cn: &Peer,
+    next: &mut impl AsyncFnMut() -> Seen,
+) -> (Seen, Seen) {
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["r"], "event": "news", "args": ["hi", {"n": 1.5, "k": [true, null, -7]}]}),
+    )
+    .await;
+    let (node_ch, node_msg) = next().await;
+    t.io.to("r")
+        .emit_args(
+            "news",
+            vec![json!("hi"), json!({"n": 1.5, "k": [true, null, -7]})],
+        )
+        .unwrap();
+    let (t_ch, t_msg) = next().await;
+    ((node_ch, node_msg), (t_ch, t_msg))
+}
+
+/// The same broadcast to rooms a and b except c, from the Node node and from `t`.
+async fn same_broadcast_to_ab(
+    t: &TetherNode,
+    cn: &Peer,
+    next: &mut impl AsyncFnMut() -> Seen,
+) -> (Seen, Seen) {
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["a", "b"], "except": ["c"], "event": "e", "args": [1]}),
+    )
+    .await;
+    let (node_ch, node_msg) = next().await;
+    t.io.to("a").to("b").except("c").emit("e", &1).unwrap();
+    let (t_ch, t_msg) = next().await;
+    ((node_ch, node_msg), (t_ch, t_msg))
+}
+
 /// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
 /// A collects `ca`'s and `cb`'s replies (returned).
 async fn two_nodes_server_side_and_acks(
@@ -1057,19 +1100,7 @@ async fn wire_format_matches_node() {
     };
 
     // The same broadcast to one room, from Node and from tether.
-    cn.ctl(
-        "emit",
-        json!({"rooms": ["r"], "event": "news", "args": ["hi", {"n": 1.5, "k": [true, null, -7]}]}),
-    )
-    .await;
-    let (node_ch, node_msg) = next().await;
-    t.io.to("r")
-        .emit_args(
-            "news",
-            vec![json!("hi"), json!({"n": 1.5, "k": [true, null, -7]})],
-        )
-        .unwrap();
-    let (t_ch, t_msg) = next().await;
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_r(&t, &cn, &mut next).await;
     assert_eq!(node_ch, "socket.io#/#r#");
     assert_eq!(t_ch, node_ch);
     assert_eq!(
@@ -1080,14 +1111,7 @@ async fn wire_format_matches_node() {
     assert_eq!(&t_msg[2..8], t.adapter.uid().as_bytes());
 
     // Several rooms and an exception (the shared channel).
-    cn.ctl(
-        "emit",
-        json!({"rooms": ["a", "b"], "except": ["c"], "event": "e", "args": [1]}),
-    )
-    .await;
-    let (node_ch, node_msg) = next().await;
-    t.io.to("a").to("b").except("c").emit("e", &1).unwrap();
-    let (t_ch, t_msg) = next().await;
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_ab(&t, &cn, &mut next).await;
     assert_eq!(node_ch, "socket.io#/#");
     assert_eq!(t_ch, node_ch);
     assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
@@ -1744,19 +1768,7 @@ async fn sharded_wire_format_matches_node() {
     };
 
     // The same broadcast to one room: the room's own channel, the same message.
-    cn.ctl(
-        "emit",
-        json!({"rooms": ["r"], "event": "news", "args": ["hi", {"n": 1.5, "k": [true, null, -7]}]}),
-    )
-    .await;
-    let (node_ch, node_msg) = next().await;
-    t.io.to("r")
-        .emit_args(
-            "news",
-            vec![json!("hi"), json!({"n": 1.5, "k": [true, null, -7]})],
-        )
-        .unwrap();
-    let (t_ch, t_msg) = next().await;
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_r(&t, &cn, &mut next).await;
     assert_eq!(node_ch, "socket.io#/#r#");
     assert_eq!(t_ch, node_ch);
     assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
@@ -1773,14 +1785,7 @@ async fn sharded_wire_format_matches_node() {
     );
 
     // Several rooms and an exception: the namespace's channel.
-    cn.ctl(
-        "emit",
-        json!({"rooms": ["a", "b"], "except": ["c"], "event": "e", "args": [1]}),
-    )
-    .await;
-    let (node_ch, node_msg) = next().await;
-    t.io.to("a").to("b").except("c").emit("e", &1).unwrap();
-    let (t_ch, t_msg) = next().await;
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_ab(&t, &cn, &mut next).await;
     assert_eq!(node_ch, "socket.io#/#");
     assert_eq!(t_ch, node_ch);
     assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
