@@ -767,6 +767,43 @@ async fn same_broadcast_to_ab(
     ((node_ch, node_msg), (t_ch, t_msg))
 }
 
+/// Redis stops: both nodes notice; a broadcast from B reaches `cb` only, its remote
+/// copy is counted lost; fetchSockets fails as unavailable.
+async fn redis_goes_down(
+    redis: &mut RedisServer,
+    a: &TetherNode,
+    b: &TetherNode,
+    ca: &mut Peer,
+    cb: &mut Peer,
+) {
+    redis.stop();
+    eventually(Duration::from_secs(5), "outage noticed", || {
+        !a.adapter.is_connected() && !b.adapter.is_connected()
+    })
+    .await;
+    b.io.emit("during", &2).unwrap();
+    cb.expect("during").await;
+    ca.expect_none("during", Duration::from_millis(300)).await;
+    assert!(b.adapter.dropped() > 0, "the lost publish is counted");
+    match b.io.of("/").fetch_sockets().await {
+        Err(AdapterError::Unavailable(_)) => {}
+        other => panic!("fetchSockets during the outage: {other:?}"),
+    }
+}
+
+/// Redis restarts on the same port: both nodes reconnect and resubscribe.
+async fn redis_comes_back(redis: &mut RedisServer, a: &TetherNode, b: &TetherNode) {
+    redis.restart_after(Duration::from_millis(300));
+    within(Duration::from_secs(10), "reconnect", async {
+        while !(a.adapter.is_connected() && b.adapter.is_connected()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(5)).await.unwrap();
+    b.adapter.ready(Duration::from_secs(5)).await.unwrap();
+}
+
 /// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
 /// A collects `ca`'s and `cb`'s replies (returned).
 async fn two_nodes_server_side_and_acks(
@@ -1262,19 +1299,7 @@ async fn redis_restart_recovers() {
     cb.expect("before").await;
 
     // Outage: the local part of a broadcast still works; the remote part is lost.
-    redis.stop();
-    eventually(Duration::from_secs(5), "outage noticed", || {
-        !a.adapter.is_connected() && !b.adapter.is_connected()
-    })
-    .await;
-    b.io.emit("during", &2).unwrap();
-    cb.expect("during").await;
-    ca.expect_none("during", Duration::from_millis(300)).await;
-    assert!(b.adapter.dropped() > 0, "the lost publish is counted");
-    match b.io.of("/").fetch_sockets().await {
-        Err(AdapterError::Unavailable(_)) => {}
-        other => panic!("fetchSockets during the outage: {other:?}"),
-    }
+    redis_goes_down(&mut redis, &a, &b, &mut ca, &mut cb).await;
     assert!(
         b.io.of("/")
             .server_side_emit("hello", vec![json!(1)])
@@ -1289,15 +1314,7 @@ async fn redis_restart_recovers() {
     assert_eq!(acks.responses.len(), 1, "{acks:?}");
 
     // Recovery: both adapters reconnect and resubscribe; broadcasts flow again.
-    redis.restart_after(Duration::from_millis(300));
-    within(Duration::from_secs(10), "reconnect", async {
-        while !(a.adapter.is_connected() && b.adapter.is_connected()) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    a.adapter.ready(Duration::from_secs(5)).await.unwrap();
-    b.adapter.ready(Duration::from_secs(5)).await.unwrap();
+    redis_comes_back(&mut redis, &a, &b).await;
     b.io.emit("after", &3).unwrap();
     ca.expect("after").await;
     cb.expect("after").await;
@@ -1680,30 +1697,10 @@ async fn sharded_static_mode_and_redis_restart() {
 
     // Outage: local delivery still works, the remote part is lost and counted,
     // requests fail.
-    redis.stop();
-    eventually(Duration::from_secs(5), "outage noticed", || {
-        !a.adapter.is_connected() && !b.adapter.is_connected()
-    })
-    .await;
-    b.io.emit("during", &2).unwrap();
-    cb.expect("during").await;
-    ca.expect_none("during", Duration::from_millis(300)).await;
-    assert!(b.adapter.dropped() > 0);
-    match b.io.of("/").fetch_sockets().await {
-        Err(AdapterError::Unavailable(_)) => {}
-        other => panic!("fetchSockets during the outage: {other:?}"),
-    }
+    redis_goes_down(&mut redis, &a, &b, &mut ca, &mut cb).await;
 
     // Recovery: resubscribed, broadcasts and requests flow again.
-    redis.restart_after(Duration::from_millis(300));
-    within(Duration::from_secs(10), "reconnect", async {
-        while !(a.adapter.is_connected() && b.adapter.is_connected()) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    a.adapter.ready(Duration::from_secs(5)).await.unwrap();
-    b.adapter.ready(Duration::from_secs(5)).await.unwrap();
+    redis_comes_back(&mut redis, &a, &b).await;
     b.io.to("lobby").emit("after", &3).unwrap();
     ca.expect("after").await;
     assert_eq!(b.io.of("/").fetch_sockets().await.unwrap().len(), 2);
