@@ -804,6 +804,38 @@ async fn redis_comes_back(redis: &mut RedisServer, a: &TetherNode, b: &TetherNod
     b.adapter.ready(Duration::from_secs(5)).await.unwrap();
 }
 
+/// With a node that never answers (requests timeout 400 ms): fetchSockets times out,
+/// serverSideEmit with acks reports one missing answer, a broadcast with acks ends at its
+/// own timeout.
+async fn requests_time_out(io: &Io) {
+    let ns = io.of("/");
+    let started = Instant::now();
+    let (fetched, acks) = tokio::join!(
+        ns.fetch_sockets(),
+        ns.server_side_emit_with_ack("ping-server", vec![json!(1)]),
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        fetched.unwrap_err(),
+        AdapterError::Timeout("fetchSockets response")
+    );
+    let acks = acks.unwrap();
+    assert_eq!((acks.responses.len(), acks.missing), (0, 1));
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // A broadcast with acks does not wait past its own timeout for the silent node.
+    let started = Instant::now();
+    let acks = io
+        .broadcast()
+        .timeout(Duration::from_millis(300))
+        .emit_with_ack("ask", vec![json!(1)])
+        .await;
+    assert!(acks.responses.is_empty() && acks.missing == 1, "{acks:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
 /// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
 /// A collects `ca`'s and `cb`'s replies (returned).
 async fn two_nodes_server_side_and_acks(
@@ -1447,34 +1479,9 @@ async fn requests_time_out_when_a_node_is_silent() {
     silent.subscribe("socket.io-request#/#").await.unwrap();
     assert_eq!(io.of("/").server_count().await.unwrap(), 2);
 
-    let ns = io.of("/");
-    let started = Instant::now();
-    let (fetched, acks, rooms) = tokio::join!(
-        ns.fetch_sockets(),
-        ns.server_side_emit_with_ack("ping-server", vec![json!(1)]),
-        ns.all_rooms(),
-    );
-    let took = started.elapsed();
-    assert_eq!(
-        fetched.unwrap_err(),
-        AdapterError::Timeout("fetchSockets response")
-    );
-    let acks = acks.unwrap();
-    assert_eq!((acks.responses.len(), acks.missing), (0, 1));
+    requests_time_out(&io).await;
+    let rooms = io.of("/").all_rooms().await;
     assert!(matches!(rooms, Err(AdapterError::Timeout(_))), "{rooms:?}");
-    assert!(
-        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
-    // A broadcast with acks does not wait past its own timeout for the silent node.
-    let started = Instant::now();
-    let acks = io
-        .broadcast()
-        .timeout(Duration::from_millis(300))
-        .emit_with_ack("ask", vec![json!(1)])
-        .await;
-    assert!(acks.responses.is_empty() && acks.missing == 1, "{acks:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
     drop(silent);
 }
 
@@ -1838,31 +1845,7 @@ async fn sharded_requests_time_out_when_a_node_is_silent() {
     let (_silent, _rx) = shard_listener(&redis.url(), &["socket.io#/#"]).await;
     assert_eq!(io.of("/").server_count().await.unwrap(), 2);
 
-    let ns = io.of("/");
-    let started = Instant::now();
-    let (fetched, acks) = tokio::join!(
-        ns.fetch_sockets(),
-        ns.server_side_emit_with_ack("ping-server", vec![json!(1)]),
-    );
-    let took = started.elapsed();
-    assert_eq!(
-        fetched.unwrap_err(),
-        AdapterError::Timeout("fetchSockets response")
-    );
-    let acks = acks.unwrap();
-    assert_eq!((acks.responses.len(), acks.missing), (0, 1));
-    assert!(
-        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
-    let started = Instant::now();
-    let acks = io
-        .broadcast()
-        .timeout(Duration::from_millis(300))
-        .emit_with_ack("ask", vec![json!(1)])
-        .await;
-    assert!(acks.responses.is_empty() && acks.missing == 1, "{acks:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    requests_time_out(&io).await;
     // Malformed messages on its channels are ignored; the adapter keeps working.
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
