@@ -6,6 +6,9 @@
 //! cargo run --release --example cluster_node -- --port 3001 --redis redis://127.0.0.1:6379
 //! ```
 //!
+//! With `--sharded` the node uses the sharded adapter (Redis >= 7 sharded pub/sub, as
+//! Node's `createShardedAdapter`); every node of a cluster must use the same adapter.
+//!
 //! Events (as `examples/chat.rs`): `chat message` reaches everyone on every node, the
 //! sender included; `joinRoom`, `roomMessage` and `privateMessage` work across nodes.
 //! The page is served at `/`. `examples/cluster/` puts two nodes behind nginx.
@@ -18,19 +21,21 @@ use std::io::Write;
 use std::time::Duration;
 
 use tether::Routes;
-use tether::adapter::RedisAdapter;
+use tether::adapter::{AdapterError, RedisAdapter, ShardedRedisAdapter};
 use tether::sio::Io;
 
 struct Args {
     port: u16,
     redis: String,
+    sharded: bool,
 }
 
 fn args() -> Args {
-    let usage = "usage: cluster_node [--port N] [--redis redis://HOST:PORT]";
+    let usage = "usage: cluster_node [--port N] [--redis redis://HOST:PORT] [--sharded]";
     let mut out = Args {
         port: 3000,
         redis: "redis://127.0.0.1:6379".to_owned(),
+        sharded: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -49,6 +54,7 @@ fn args() -> Args {
                     std::process::exit(2);
                 }
             },
+            "--sharded" => out.sharded = true,
             other => {
                 eprintln!("unknown argument {other}; {usage}");
                 std::process::exit(2);
@@ -58,20 +64,34 @@ fn args() -> Args {
     out
 }
 
+/// The wait until the adapter's subscriptions are live.
+type Ready = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AdapterError>>>>;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     handlers::init_logging();
     let args = args();
-    let adapter = match RedisAdapter::connect(&args.redis).await {
-        Ok(a) => a,
+    let wait = Duration::from_secs(5);
+    let started: Result<(Io, Ready), AdapterError> = if args.sharded {
+        ShardedRedisAdapter::connect(&args.redis).await.map(|a| {
+            let io = Io::builder().adapter(a.clone()).build();
+            (io, Box::pin(async move { a.ready(wait).await }) as Ready)
+        })
+    } else {
+        RedisAdapter::connect(&args.redis).await.map(|a| {
+            let io = Io::builder().adapter(a.clone()).build();
+            (io, Box::pin(async move { a.ready(wait).await }) as Ready)
+        })
+    };
+    let (io, ready) = match started {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("cannot reach Redis at {}: {e}", args.redis);
             std::process::exit(1);
         }
     };
-    let io = Io::builder().adapter(adapter.clone()).build();
     io.ns("/", handlers::on_connection);
-    if let Err(e) = adapter.ready(Duration::from_secs(5)).await {
+    if let Err(e) = ready.await {
         eprintln!("Redis subscriptions not ready: {e}");
         std::process::exit(1);
     }

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tether::ServerHandle;
-use tether::adapter::{AdapterError, RedisAdapter, RedisAdapterConfig, RedisEmitter};
+use tether::adapter::{
+    AdapterError, RedisAdapter, RedisAdapterConfig, RedisEmitter, ShardedRedisAdapter,
+    ShardedRedisAdapterConfig, SubscriptionMode,
+};
 use tether::engine::TransportType;
 use tether::sio::client::{Client, ClientSocket, Reconnection};
 use tether::sio::{Args, Io};
@@ -289,11 +292,17 @@ struct NodeNode {
 }
 
 async fn node_node(redis: &str) -> NodeNode {
+    node_node_with(redis, &[]).await
+}
+
+/// A Node node with extra arguments (`--sharded`, `--mode M`).
+async fn node_node_with(redis: &str, extra: &[&str]) -> NodeNode {
     let mut proc = Proc::spawn(
         "node socket.io node",
         Command::new(node_bin())
             .arg(interop_dir().join("cluster/node_node.js"))
             .args(["--port", "0", "--redis", redis])
+            .args(extra)
             .current_dir(interop_dir()),
     );
     let line = proc
@@ -321,9 +330,46 @@ async fn node_emitter(redis: &str, op: Value) {
 // tether nodes
 // ---------------------------------------------------------------------------------------
 
+/// The adapter of a test node: classic or sharded.
+#[derive(Clone)]
+enum NodeAdapter {
+    Classic(RedisAdapter),
+    Sharded(ShardedRedisAdapter),
+}
+
+impl NodeAdapter {
+    fn uid(&self) -> &str {
+        match self {
+            NodeAdapter::Classic(a) => a.uid(),
+            NodeAdapter::Sharded(a) => a.uid(),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        match self {
+            NodeAdapter::Classic(a) => a.dropped(),
+            NodeAdapter::Sharded(a) => a.dropped(),
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        match self {
+            NodeAdapter::Classic(a) => a.is_connected(),
+            NodeAdapter::Sharded(a) => a.is_connected(),
+        }
+    }
+
+    async fn ready(&self, timeout: Duration) -> Result<(), AdapterError> {
+        match self {
+            NodeAdapter::Classic(a) => a.ready(timeout).await,
+            NodeAdapter::Sharded(a) => a.ready(timeout).await,
+        }
+    }
+}
+
 struct TetherNode {
     io: Io,
-    adapter: RedisAdapter,
+    adapter: NodeAdapter,
     server: ServerHandle,
     url: String,
     /// Server-side events received (`hello`).
@@ -351,7 +397,36 @@ async fn tether_node(redis: &str, name: &'static str) -> TetherNode {
     let adapter = RedisAdapter::connect_with(redis, adapter_config())
         .await
         .expect("connect to redis");
-    let io = Io::builder().adapter(adapter.clone()).build();
+    tether_node_on(NodeAdapter::Classic(adapter), name).await
+}
+
+fn sharded_config(mode: SubscriptionMode) -> ShardedRedisAdapterConfig {
+    ShardedRedisAdapterConfig {
+        subscription_mode: mode,
+        requests_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(300),
+        ..ShardedRedisAdapterConfig::default()
+    }
+}
+
+/// A tether node on the sharded adapter.
+async fn sharded_tether_node(
+    redis: &str,
+    name: &'static str,
+    mode: SubscriptionMode,
+) -> TetherNode {
+    let adapter = ShardedRedisAdapter::connect_with(redis, sharded_config(mode))
+        .await
+        .expect("connect to redis");
+    tether_node_on(NodeAdapter::Sharded(adapter), name).await
+}
+
+async fn tether_node_on(adapter: NodeAdapter, name: &'static str) -> TetherNode {
+    let io = match &adapter {
+        NodeAdapter::Classic(a) => Io::builder().adapter(a.clone()).build(),
+        NodeAdapter::Sharded(a) => Io::builder().adapter(a.clone()).build(),
+    };
     io.ns("/", move |s| {
         s.set_data(json!({"node": name, "auth": s.handshake().auth}));
         handlers::on_connection(s);
@@ -514,27 +589,12 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Two tether nodes
+// Scenarios shared by the classic and the sharded adapter's tests
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_tether_nodes() {
-    let redis = RedisServer::start();
-    let a = tether_node(&redis.url(), "A").await;
-    let b = tether_node(&redis.url(), "B").await;
-    assert_eq!(a.io.of("/").server_count().await.unwrap(), 2);
-    assert_ne!(a.adapter.uid(), b.adapter.uid());
-
-    let mut ca = ws(&a.url, "ca").await;
-    let mut cb = ws(&b.url, "cb").await;
-    let (ida, idb) = (ca.id(), cb.id());
-
-    // Remote join: B makes A's socket join r1; a broadcast sent on B to r1 reaches it.
-    b.io.of("/").to(ida.clone()).join("r1");
-    eventually(Duration::from_secs(3), "remote join", || {
-        socket_rooms(&a.io, &ida).contains(&"r1".to_owned())
-    })
-    .await;
+/// B broadcasts to r1 (which only `ca`, on A, is in) with a binary argument; then
+/// `except` and `local` broadcasts from B.
+async fn r1_news_and_flags(b: &TetherNode, ca: &mut Peer, cb: &mut Peer) {
     let args = Args::new()
         .value(json!("hi"))
         .bin(vec![1u8, 2, 3])
@@ -554,73 +614,234 @@ async fn two_tether_nodes() {
     ca.expect_none("all-but", Duration::from_millis(200)).await;
     ca.expect_none("local-only", Duration::from_millis(10))
         .await;
+}
 
-    // The chat example's events across nodes.
-    ca.sock.emit("chat message", &"hello all").unwrap();
-    assert_eq!(
-        cb.expect("chat message").await.values[0],
-        json!("hello all")
-    );
-    assert_eq!(
-        ca.expect("chat message").await.values[0],
-        json!("hello all")
-    );
-    cb.sock.emit("joinRoom", &"lobby").unwrap();
-    eventually(Duration::from_secs(3), "joinRoom", || {
-        socket_rooms(&b.io, &idb).contains(&"lobby".to_owned())
-    })
-    .await;
-    ca.sock
-        .emit(
-            "roomMessage",
-            &json!({"room": "lobby", "message": "in lobby"}),
-        )
-        .unwrap();
-    let m = cb.expect("roomMessage").await;
-    assert_eq!(m.values[0], json!({"sender": ida, "message": "in lobby"}));
-    cb.sock
-        .emit(
-            "privateMessage",
-            &json!({"recipientId": ida, "message": "psst"}),
-        )
-        .unwrap();
-    let m = ca.expect("privateMessage").await;
-    assert_eq!(m.values[0], json!({"sender": idb, "message": "psst"}));
-
-    // fetchSockets from A lists both, with handshake, rooms and data.
+/// fetchSockets from A lists `ida` (local) and `idb` (remote, with its handshake and
+/// data); from B, r1 holds just `ida`. Returns both lists.
+async fn fetch_on_two_nodes(
+    a: &TetherNode,
+    b: &TetherNode,
+    ida: &str,
+    idb: &str,
+) -> (
+    Vec<tether::adapter::RemoteSocket>,
+    Vec<tether::adapter::RemoteSocket>,
+) {
     let list = a.io.of("/").fetch_sockets().await.unwrap();
     let mut ids: Vec<String> = list.iter().map(|s| s.id.to_string()).collect();
     ids.sort();
-    assert_eq!(ids, sorted(vec![ida.clone(), idb.clone()]));
+    assert_eq!(ids, sorted(vec![ida.to_owned(), idb.to_owned()]));
     let rb = list.iter().find(|s| s.id.as_str() == idb).unwrap();
     assert!(!rb.is_local());
     assert_eq!(rb.data, json!({"node": "B", "auth": {"label": "cb"}}));
     assert_eq!(rb.handshake["auth"], json!({"label": "cb"}));
-    assert!(rb.rooms.iter().any(|r| r.as_str() == "lobby"));
-    let ra = list.iter().find(|s| s.id.as_str() == ida).unwrap();
-    assert!(ra.is_local());
-    // Only r1: just A's socket.
     let in_r1 = b.io.of("/").to("r1").fetch_sockets().await.unwrap();
     assert_eq!(
         in_r1.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
-        vec![ida.clone()]
+        vec![ida.to_owned()]
     );
-    // A remote socket handle emits wherever the socket is.
-    in_r1[0].emit("via-remote", &true).unwrap();
-    ca.expect("via-remote").await;
-    let rooms: Vec<String> =
-        a.io.of("/")
-            .all_rooms()
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-    assert!(
-        rooms.contains(&"r1".into()) && rooms.contains(&"lobby".into()),
-        "{rooms:?}"
-    );
+    (list, in_r1)
+}
 
+/// fetchSockets both ways between tether node `t` (socket `idt`, in n-room) and the Node
+/// node of `cn` (socket `idn`, in t-room).
+async fn mixed_fetch(t: &TetherNode, cn: &Peer, idt: &str, idn: &str) {
+    let list = t.io.of("/").fetch_sockets().await.unwrap();
+    let rn = list
+        .iter()
+        .find(|s| s.id.as_str() == idn)
+        .expect("the Node socket");
+    assert_eq!(rn.data, json!({"node": "node", "auth": {"label": "cn"}}));
+    assert_eq!(rn.handshake["auth"], json!({"label": "cn"}));
+    assert!(rn.rooms.iter().any(|r| r.as_str() == "t-room"));
+    assert_eq!(list.len(), 2);
+    let list = cn.ctl("fetchSockets", json!({})).await;
+    let list = list.as_array().expect("list");
+    let rt = list
+        .iter()
+        .find(|s| s["id"] == json!(idt))
+        .expect("the tether socket");
+    assert_eq!(rt["data"], json!({"node": "T", "auth": {"label": "ct"}}));
+    assert_eq!(rt["auth"], json!({"label": "ct"}));
+    assert!(rt["rooms"].as_array().unwrap().contains(&json!("n-room")));
+}
+
+/// tether broadcasts to t-room (the Node socket's) with a binary argument.
+async fn t_room_news(t: &TetherNode, ct: &mut Peer, cn: &mut Peer) {
+    t.io.to("t-room")
+        .emit_args("news", Args::new().value(json!("from T")).bin(vec![9u8, 8]))
+        .unwrap();
+    let got = cn.expect("news").await;
+    assert_eq!(got.values[0], json!("from T"));
+    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![9, 8]));
+    ct.expect_none("news", Duration::from_millis(150)).await;
+}
+
+/// Node makes the tether socket `idt` join n-room.
+async fn node_joins_n_room(t: &TetherNode, cn: &Peer, idt: &str) {
+    assert_eq!(
+        cn.ctl("socketsJoin", json!({"rooms": [idt], "room": "n-room"}))
+            .await,
+        json!(true)
+    );
+    eventually(
+        Duration::from_secs(3),
+        "tether socket joined n-room",
+        || socket_rooms(&t.io, idt).contains(&"n-room".to_owned()),
+    )
+    .await;
+}
+
+/// A broadcast with acks from `io` to every socket of the cluster: complete, answered by
+/// the clients labelled `expected` (sorted).
+async fn ask_everyone(io: &Io, arg: u64, expected: &[&str]) -> tether::sio::BroadcastAcks {
+    let acks = io
+        .broadcast()
+        .timeout(Duration::from_secs(3))
+        .emit_with_ack("ask", vec![json!(arg)])
+        .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    let mut froms: Vec<String> = acks
+        .responses
+        .iter()
+        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(froms, expected);
+    acks
+}
+
+/// disconnectSockets from B disconnects `ca` (socket `ida`) on A; nothing was lost.
+async fn b_disconnects_socket_on_a(a: &TetherNode, b: &TetherNode, ca: &mut Peer, ida: &str) {
+    // disconnectSockets from B disconnects a socket on A.
+    b.io.of("/").to(ida.to_owned()).disconnect();
+    assert_eq!(ca.expect_disconnect().await, "io server disconnect");
+    eventually(Duration::from_secs(3), "socket gone on A", || {
+        a.io.of("/").get_socket(ida).is_none()
+    })
+    .await;
+    assert_eq!(a.adapter.dropped(), 0);
+    assert_eq!(b.adapter.dropped(), 0);
+}
+
+/// A channel and a message seen on Redis.
+type Seen = (String, Vec<u8>);
+
+/// The same broadcast to room r from the Node node (through `cn`) and from `t`, and
+/// the message each published (`next` yields what Redis carries, in order).
+async fn same_broadcast_to_r(
+    t: &TetherNode,
+    cn: &Peer,
+    next: &mut impl AsyncFnMut() -> Seen,
+) -> (Seen, Seen) {
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["r"], "event": "news", "args": ["hi", {"n": 1.5, "k": [true, null, -7]}]}),
+    )
+    .await;
+    let (node_ch, node_msg) = next().await;
+    t.io.to("r")
+        .emit_args(
+            "news",
+            vec![json!("hi"), json!({"n": 1.5, "k": [true, null, -7]})],
+        )
+        .unwrap();
+    let (t_ch, t_msg) = next().await;
+    ((node_ch, node_msg), (t_ch, t_msg))
+}
+
+/// The same broadcast to rooms a and b except c, from the Node node and from `t`.
+async fn same_broadcast_to_ab(
+    t: &TetherNode,
+    cn: &Peer,
+    next: &mut impl AsyncFnMut() -> Seen,
+) -> (Seen, Seen) {
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["a", "b"], "except": ["c"], "event": "e", "args": [1]}),
+    )
+    .await;
+    let (node_ch, node_msg) = next().await;
+    t.io.to("a").to("b").except("c").emit("e", &1).unwrap();
+    let (t_ch, t_msg) = next().await;
+    ((node_ch, node_msg), (t_ch, t_msg))
+}
+
+/// Redis stops: both nodes notice; a broadcast from B reaches `cb` only, its remote
+/// copy is counted lost; fetchSockets fails as unavailable.
+async fn redis_goes_down(
+    redis: &mut RedisServer,
+    a: &TetherNode,
+    b: &TetherNode,
+    ca: &mut Peer,
+    cb: &mut Peer,
+) {
+    redis.stop();
+    eventually(Duration::from_secs(5), "outage noticed", || {
+        !a.adapter.is_connected() && !b.adapter.is_connected()
+    })
+    .await;
+    b.io.emit("during", &2).unwrap();
+    cb.expect("during").await;
+    ca.expect_none("during", Duration::from_millis(300)).await;
+    assert!(b.adapter.dropped() > 0, "the lost publish is counted");
+    match b.io.of("/").fetch_sockets().await {
+        Err(AdapterError::Unavailable(_)) => {}
+        other => panic!("fetchSockets during the outage: {other:?}"),
+    }
+}
+
+/// Redis restarts on the same port: both nodes reconnect and resubscribe.
+async fn redis_comes_back(redis: &mut RedisServer, a: &TetherNode, b: &TetherNode) {
+    redis.restart_after(Duration::from_millis(300));
+    within(Duration::from_secs(10), "reconnect", async {
+        while !(a.adapter.is_connected() && b.adapter.is_connected()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(5)).await.unwrap();
+    b.adapter.ready(Duration::from_secs(5)).await.unwrap();
+}
+
+/// With a node that never answers (requests timeout 400 ms): fetchSockets times out,
+/// serverSideEmit with acks reports one missing answer, a broadcast with acks ends at its
+/// own timeout.
+async fn requests_time_out(io: &Io) {
+    let ns = io.of("/");
+    let started = Instant::now();
+    let (fetched, acks) = tokio::join!(
+        ns.fetch_sockets(),
+        ns.server_side_emit_with_ack("ping-server", vec![json!(1)]),
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        fetched.unwrap_err(),
+        AdapterError::Timeout("fetchSockets response")
+    );
+    let acks = acks.unwrap();
+    assert_eq!((acks.responses.len(), acks.missing), (0, 1));
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // A broadcast with acks does not wait past its own timeout for the silent node.
+    let started = Instant::now();
+    let acks = io
+        .broadcast()
+        .timeout(Duration::from_millis(300))
+        .emit_with_ack("ask", vec![json!(1)])
+        .await;
+    assert!(acks.responses.is_empty() && acks.missing == 1, "{acks:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// Two nodes: serverSideEmit with acks both ways and without; a broadcast with acks from
+/// A collects `ca`'s and `cb`'s replies (returned).
+async fn two_nodes_server_side_and_acks(
+    a: &TetherNode,
+    b: &TetherNode,
+) -> tether::sio::BroadcastAcks {
     // serverSideEmit with acks: the other node answers (both directions); without acks.
     let r =
         a.io.of("/")
@@ -649,163 +870,12 @@ async fn two_tether_nodes() {
     );
 
     // Broadcast with acks collects from both nodes.
-    let acks =
-        a.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(7)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["ca", "cb"]);
-    // The local reply carries its socket id; the remote one cannot.
-    assert!(acks.responses.iter().any(|(sid, _)| sid.as_str() == ida));
-
-    // socketsLeave from A on B's socket.
-    a.io.of("/").to(idb.clone()).leave("lobby");
-    eventually(Duration::from_secs(3), "remote leave", || {
-        !socket_rooms(&b.io, &idb).contains(&"lobby".to_owned())
-    })
-    .await;
-
-    // disconnectSockets from B disconnects a socket on A.
-    b.io.of("/").to(ida.clone()).disconnect();
-    assert_eq!(ca.expect_disconnect().await, "io server disconnect");
-    eventually(Duration::from_secs(3), "socket gone on A", || {
-        a.io.of("/").get_socket(&ida).is_none()
-    })
-    .await;
-    assert_eq!(a.adapter.dropped(), 0);
-    assert_eq!(b.adapter.dropped(), 0);
+    ask_everyone(&a.io, 7, &["ca", "cb"]).await
 }
 
-// ---------------------------------------------------------------------------------------
-// Mixed cluster: tether + Node socket.io with @socket.io/redis-adapter
-// ---------------------------------------------------------------------------------------
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mixed_cluster_with_node() {
-    let redis = RedisServer::start();
-    let t = tether_node(&redis.url(), "T").await;
-    let n = node_node(&redis.url()).await;
-    let mut ct = ws(&t.url, "ct").await;
-    let mut cn = ws(&n.url, "cn").await;
-    let (idt, idn) = (ct.id(), cn.id());
-    assert_eq!(t.io.of("/").server_count().await.unwrap(), 2);
-    assert_eq!(cn.ctl("serverCount", json!({})).await, json!(2));
-
-    // tether -> Node: remote join of the Node socket, then a broadcast to that room.
-    t.io.of("/").to(idn.clone()).join("t-room");
-    let mut joined = false;
-    for _ in 0..50 {
-        let list = cn.ctl("fetchSockets", json!({"rooms": ["t-room"]})).await;
-        if list
-            .as_array()
-            .is_some_and(|l| l.len() == 1 && l[0]["id"] == json!(idn))
-        {
-            joined = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(joined, "the Node socket did not join t-room");
-    t.io.to("t-room")
-        .emit_args("news", Args::new().value(json!("from T")).bin(vec![9u8, 8]))
-        .unwrap();
-    let got = cn.expect("news").await;
-    assert_eq!(got.values[0], json!("from T"));
-    assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![9, 8]));
-    ct.expect_none("news", Duration::from_millis(150)).await;
-
-    // Node -> tether: Node makes the tether socket join n-room, then emits to it.
-    assert_eq!(
-        cn.ctl("socketsJoin", json!({"rooms": [idt], "room": "n-room"}))
-            .await,
-        json!(true)
-    );
-    eventually(
-        Duration::from_secs(3),
-        "tether socket joined n-room",
-        || socket_rooms(&t.io, &idt).contains(&"n-room".to_owned()),
-    )
-    .await;
-    cn.ctl(
-        "emit",
-        json!({"rooms": ["n-room"], "event": "news", "args": ["from N", {"deep": [1, 2.5]}]}),
-    )
-    .await;
-    let got = ct.expect("news").await;
-    assert_eq!(got.values, vec![json!("from N"), json!({"deep": [1, 2.5]})]);
-    // except, from Node.
-    cn.ctl(
-        "emit",
-        json!({"except": ["n-room"], "event": "all-but", "args": []}),
-    )
-    .await;
-    cn.expect("all-but").await;
-    ct.expect_none("all-but", Duration::from_millis(200)).await;
-
-    // Chat across implementations.
-    ct.sock.emit("chat message", &"tether says hi").unwrap();
-    assert_eq!(
-        cn.expect("chat message").await.values[0],
-        json!("tether says hi")
-    );
-    cn.sock.emit("chat message", &"node says hi").unwrap();
-    let mut texts = vec![];
-    for _ in 0..2 {
-        texts.push(ct.expect("chat message").await.values[0].clone());
-    }
-    assert!(texts.contains(&json!("node says hi")), "{texts:?}");
-    cn.sock
-        .emit(
-            "privateMessage",
-            &json!({"recipientId": idt, "message": "psst"}),
-        )
-        .unwrap();
-    assert_eq!(
-        ct.expect("privateMessage").await.values[0],
-        json!({"sender": idn, "message": "psst"})
-    );
-
-    // fetchSockets both ways.
-    let list = t.io.of("/").fetch_sockets().await.unwrap();
-    let rn = list
-        .iter()
-        .find(|s| s.id.as_str() == idn)
-        .expect("the Node socket");
-    assert_eq!(rn.data, json!({"node": "node", "auth": {"label": "cn"}}));
-    assert_eq!(rn.handshake["auth"], json!({"label": "cn"}));
-    assert!(rn.rooms.iter().any(|r| r.as_str() == "t-room"));
-    assert_eq!(list.len(), 2);
-    let list = cn.ctl("fetchSockets", json!({})).await;
-    let list = list.as_array().expect("list");
-    let rt = list
-        .iter()
-        .find(|s| s["id"] == json!(idt))
-        .expect("the tether socket");
-    assert_eq!(rt["data"], json!({"node": "T", "auth": {"label": "ct"}}));
-    assert_eq!(rt["auth"], json!({"label": "ct"}));
-    assert!(rt["rooms"].as_array().unwrap().contains(&json!("n-room")));
-    let rooms = cn.ctl("allRooms", json!({})).await;
-    assert!(
-        rooms.as_array().unwrap().contains(&json!("n-room")),
-        "{rooms}"
-    );
-    let rooms: Vec<String> =
-        t.io.of("/")
-            .all_rooms()
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-    assert!(rooms.contains(&"t-room".to_owned()), "{rooms:?}");
-
+/// tether node `t` and Node node (client `cn`): serverSideEmit with acks both ways and
+/// without; broadcasts with acks both ways reach `ct` and `cn`.
+async fn mixed_server_side_and_acks(t: &TetherNode, cn: &Peer) {
     // serverSideEmit with acks, both ways; and without.
     let r =
         t.io.of("/")
@@ -850,19 +920,7 @@ async fn mixed_cluster_with_node() {
     assert_eq!(lock(&t.hellos)[0], json!(["from N"]));
 
     // Broadcast with acks, both ways: every socket of both nodes answers.
-    let acks =
-        t.io.broadcast()
-            .timeout(Duration::from_secs(3))
-            .emit_with_ack("ask", vec![json!(5)])
-            .await;
-    assert!(acks.is_complete(), "{acks:?}");
-    let mut froms: Vec<String> = acks
-        .responses
-        .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
-        .collect();
-    froms.sort();
-    assert_eq!(froms, vec!["cn", "ct"]);
+    ask_everyone(&t.io, 5, &["cn", "ct"]).await;
     let r = cn
         .ctl(
             "emitWithAck",
@@ -877,7 +935,10 @@ async fn mixed_cluster_with_node() {
         .collect();
     froms.sort();
     assert_eq!(froms, vec!["cn", "ct"]);
+}
 
+/// disconnectSockets both ways between tether node `t` and Node node `n`.
+async fn mixed_disconnects(t: &TetherNode, n: &NodeNode, cn: &Peer) {
     // disconnectSockets both ways.
     let mut vt = ws(&t.url, "victim-t").await;
     let mut vn = ws(&n.url, "victim-n").await;
@@ -886,6 +947,193 @@ async fn mixed_cluster_with_node() {
     assert_eq!(vt.expect_disconnect().await, "io server disconnect");
     t.io.of("/").to(vn.id()).disconnect();
     assert_eq!(vn.expect_disconnect().await, "io server disconnect");
+}
+
+// ---------------------------------------------------------------------------------------
+// Two tether nodes
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tether_nodes() {
+    let redis = RedisServer::start();
+    let a = tether_node(&redis.url(), "A").await;
+    let b = tether_node(&redis.url(), "B").await;
+    assert_eq!(a.io.of("/").server_count().await.unwrap(), 2);
+    assert_ne!(a.adapter.uid(), b.adapter.uid());
+
+    let mut ca = ws(&a.url, "ca").await;
+    let mut cb = ws(&b.url, "cb").await;
+    let (ida, idb) = (ca.id(), cb.id());
+
+    // Remote join: B makes A's socket join r1; a broadcast sent on B to r1 reaches it.
+    b.io.of("/").to(ida.clone()).join("r1");
+    eventually(Duration::from_secs(3), "remote join", || {
+        socket_rooms(&a.io, &ida).contains(&"r1".to_owned())
+    })
+    .await;
+    r1_news_and_flags(&b, &mut ca, &mut cb).await;
+
+    // The chat example's events across nodes.
+    ca.sock.emit("chat message", &"hello all").unwrap();
+    assert_eq!(
+        cb.expect("chat message").await.values[0],
+        json!("hello all")
+    );
+    assert_eq!(
+        ca.expect("chat message").await.values[0],
+        json!("hello all")
+    );
+    cb.sock.emit("joinRoom", &"lobby").unwrap();
+    eventually(Duration::from_secs(3), "joinRoom", || {
+        socket_rooms(&b.io, &idb).contains(&"lobby".to_owned())
+    })
+    .await;
+    ca.sock
+        .emit(
+            "roomMessage",
+            &json!({"room": "lobby", "message": "in lobby"}),
+        )
+        .unwrap();
+    let m = cb.expect("roomMessage").await;
+    assert_eq!(m.values[0], json!({"sender": ida, "message": "in lobby"}));
+    cb.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": ida, "message": "psst"}),
+        )
+        .unwrap();
+    let m = ca.expect("privateMessage").await;
+    assert_eq!(m.values[0], json!({"sender": idb, "message": "psst"}));
+
+    // fetchSockets from A lists both, with handshake, rooms and data.
+    let (list, in_r1) = fetch_on_two_nodes(&a, &b, &ida, &idb).await;
+    let rb = list.iter().find(|s| s.id.as_str() == idb).unwrap();
+    assert!(rb.rooms.iter().any(|r| r.as_str() == "lobby"));
+    let ra = list.iter().find(|s| s.id.as_str() == ida).unwrap();
+    assert!(ra.is_local());
+    // A remote socket handle emits wherever the socket is.
+    in_r1[0].emit("via-remote", &true).unwrap();
+    ca.expect("via-remote").await;
+    let rooms: Vec<String> =
+        a.io.of("/")
+            .all_rooms()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+    assert!(
+        rooms.contains(&"r1".into()) && rooms.contains(&"lobby".into()),
+        "{rooms:?}"
+    );
+
+    let acks = two_nodes_server_side_and_acks(&a, &b).await;
+    // The local reply carries its socket id; the remote one cannot.
+    assert!(acks.responses.iter().any(|(sid, _)| sid.as_str() == ida));
+
+    // socketsLeave from A on B's socket.
+    a.io.of("/").to(idb.clone()).leave("lobby");
+    eventually(Duration::from_secs(3), "remote leave", || {
+        !socket_rooms(&b.io, &idb).contains(&"lobby".to_owned())
+    })
+    .await;
+
+    b_disconnects_socket_on_a(&a, &b, &mut ca, &ida).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Mixed cluster: tether + Node socket.io with @socket.io/redis-adapter
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_cluster_with_node() {
+    let redis = RedisServer::start();
+    let t = tether_node(&redis.url(), "T").await;
+    let n = node_node(&redis.url()).await;
+    let mut ct = ws(&t.url, "ct").await;
+    let mut cn = ws(&n.url, "cn").await;
+    let (idt, idn) = (ct.id(), cn.id());
+    assert_eq!(t.io.of("/").server_count().await.unwrap(), 2);
+    assert_eq!(cn.ctl("serverCount", json!({})).await, json!(2));
+
+    // tether -> Node: remote join of the Node socket, then a broadcast to that room.
+    t.io.of("/").to(idn.clone()).join("t-room");
+    let mut joined = false;
+    for _ in 0..50 {
+        let list = cn.ctl("fetchSockets", json!({"rooms": ["t-room"]})).await;
+        if list
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["id"] == json!(idn))
+        {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(joined, "the Node socket did not join t-room");
+    t_room_news(&t, &mut ct, &mut cn).await;
+
+    // Node -> tether: Node makes the tether socket join n-room, then emits to it.
+    node_joins_n_room(&t, &cn, &idt).await;
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["n-room"], "event": "news", "args": ["from N", {"deep": [1, 2.5]}]}),
+    )
+    .await;
+    let got = ct.expect("news").await;
+    assert_eq!(got.values, vec![json!("from N"), json!({"deep": [1, 2.5]})]);
+    // except, from Node.
+    cn.ctl(
+        "emit",
+        json!({"except": ["n-room"], "event": "all-but", "args": []}),
+    )
+    .await;
+    cn.expect("all-but").await;
+    ct.expect_none("all-but", Duration::from_millis(200)).await;
+
+    // Chat across implementations.
+    ct.sock.emit("chat message", &"tether says hi").unwrap();
+    assert_eq!(
+        cn.expect("chat message").await.values[0],
+        json!("tether says hi")
+    );
+    cn.sock.emit("chat message", &"node says hi").unwrap();
+    let mut texts = vec![];
+    for _ in 0..2 {
+        texts.push(ct.expect("chat message").await.values[0].clone());
+    }
+    assert!(texts.contains(&json!("node says hi")), "{texts:?}");
+    cn.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": idt, "message": "psst"}),
+        )
+        .unwrap();
+    assert_eq!(
+        ct.expect("privateMessage").await.values[0],
+        json!({"sender": idn, "message": "psst"})
+    );
+
+    // fetchSockets both ways.
+    mixed_fetch(&t, &cn, &idt, &idn).await;
+    let rooms = cn.ctl("allRooms", json!({})).await;
+    assert!(
+        rooms.as_array().unwrap().contains(&json!("n-room")),
+        "{rooms}"
+    );
+    let rooms: Vec<String> =
+        t.io.of("/")
+            .all_rooms()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+    assert!(rooms.contains(&"t-room".to_owned()), "{rooms:?}");
+
+    mixed_server_side_and_acks(&t, &cn).await;
+
+    mixed_disconnects(&t, &n, &cn).await;
     ct.expect_none("news", Duration::from_millis(10)).await;
     assert!(ct.sock.connected() && cn.sock.connected());
 }
@@ -921,19 +1169,7 @@ async fn wire_format_matches_node() {
     };
 
     // The same broadcast to one room, from Node and from tether.
-    cn.ctl(
-        "emit",
-        json!({"rooms": ["r"], "event": "news", "args": ["hi", {"n": 1.5, "k": [true, null, -7]}]}),
-    )
-    .await;
-    let (node_ch, node_msg) = next().await;
-    t.io.to("r")
-        .emit_args(
-            "news",
-            vec![json!("hi"), json!({"n": 1.5, "k": [true, null, -7]})],
-        )
-        .unwrap();
-    let (t_ch, t_msg) = next().await;
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_r(&t, &cn, &mut next).await;
     assert_eq!(node_ch, "socket.io#/#r#");
     assert_eq!(t_ch, node_ch);
     assert_eq!(
@@ -944,14 +1180,7 @@ async fn wire_format_matches_node() {
     assert_eq!(&t_msg[2..8], t.adapter.uid().as_bytes());
 
     // Several rooms and an exception (the shared channel).
-    cn.ctl(
-        "emit",
-        json!({"rooms": ["a", "b"], "except": ["c"], "event": "e", "args": [1]}),
-    )
-    .await;
-    let (node_ch, node_msg) = next().await;
-    t.io.to("a").to("b").except("c").emit("e", &1).unwrap();
-    let (t_ch, t_msg) = next().await;
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_ab(&t, &cn, &mut next).await;
     assert_eq!(node_ch, "socket.io#/#");
     assert_eq!(t_ch, node_ch);
     assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
@@ -1102,19 +1331,7 @@ async fn redis_restart_recovers() {
     cb.expect("before").await;
 
     // Outage: the local part of a broadcast still works; the remote part is lost.
-    redis.stop();
-    eventually(Duration::from_secs(5), "outage noticed", || {
-        !a.adapter.is_connected() && !b.adapter.is_connected()
-    })
-    .await;
-    b.io.emit("during", &2).unwrap();
-    cb.expect("during").await;
-    ca.expect_none("during", Duration::from_millis(300)).await;
-    assert!(b.adapter.dropped() > 0, "the lost publish is counted");
-    match b.io.of("/").fetch_sockets().await {
-        Err(AdapterError::Unavailable(_)) => {}
-        other => panic!("fetchSockets during the outage: {other:?}"),
-    }
+    redis_goes_down(&mut redis, &a, &b, &mut ca, &mut cb).await;
     assert!(
         b.io.of("/")
             .server_side_emit("hello", vec![json!(1)])
@@ -1129,15 +1346,7 @@ async fn redis_restart_recovers() {
     assert_eq!(acks.responses.len(), 1, "{acks:?}");
 
     // Recovery: both adapters reconnect and resubscribe; broadcasts flow again.
-    redis.restart_after(Duration::from_millis(300));
-    within(Duration::from_secs(10), "reconnect", async {
-        while !(a.adapter.is_connected() && b.adapter.is_connected()) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    a.adapter.ready(Duration::from_secs(5)).await.unwrap();
-    b.adapter.ready(Duration::from_secs(5)).await.unwrap();
+    redis_comes_back(&mut redis, &a, &b).await;
     b.io.emit("after", &3).unwrap();
     ca.expect("after").await;
     cb.expect("after").await;
@@ -1270,33 +1479,440 @@ async fn requests_time_out_when_a_node_is_silent() {
     silent.subscribe("socket.io-request#/#").await.unwrap();
     assert_eq!(io.of("/").server_count().await.unwrap(), 2);
 
-    let ns = io.of("/");
-    let started = Instant::now();
-    let (fetched, acks, rooms) = tokio::join!(
-        ns.fetch_sockets(),
-        ns.server_side_emit_with_ack("ping-server", vec![json!(1)]),
-        ns.all_rooms(),
-    );
-    let took = started.elapsed();
-    assert_eq!(
-        fetched.unwrap_err(),
-        AdapterError::Timeout("fetchSockets response")
-    );
-    let acks = acks.unwrap();
-    assert_eq!((acks.responses.len(), acks.missing), (0, 1));
+    requests_time_out(&io).await;
+    let rooms = io.of("/").all_rooms().await;
     assert!(matches!(rooms, Err(AdapterError::Timeout(_))), "{rooms:?}");
-    assert!(
-        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
-    // A broadcast with acks does not wait past its own timeout for the silent node.
-    let started = Instant::now();
-    let acks = io
-        .broadcast()
-        .timeout(Duration::from_millis(300))
-        .emit_with_ack("ask", vec![json!(1)])
-        .await;
-    assert!(acks.responses.is_empty() && acks.missing == 1, "{acks:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
     drop(silent);
+}
+
+// ---------------------------------------------------------------------------------------
+// The sharded adapter (Redis >= 7 sharded pub/sub, Node's `createShardedAdapter`)
+// ---------------------------------------------------------------------------------------
+
+/// The shard channels somebody is subscribed to (`PUBSUB SHARDCHANNELS`).
+async fn shard_channels(redis: &str) -> Vec<String> {
+    let client = redis::Client::open(redis).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut v: Vec<String> = redis::cmd("PUBSUB")
+        .arg("SHARDCHANNELS")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    v.sort();
+    v
+}
+
+/// Wait until `channel` is (or is not) a subscribed shard channel.
+async fn wait_shard_channel(redis: &str, channel: &str, subscribed: bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list = shard_channels(redis).await;
+        if list.iter().any(|c| c == channel) == subscribed {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{channel} subscribed should be {subscribed}: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_two_tether_nodes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = sharded_tether_node(&url, "A", SubscriptionMode::Dynamic).await;
+    let b = sharded_tether_node(&url, "B", SubscriptionMode::Dynamic).await;
+    assert_eq!(a.io.of("/").server_count().await.unwrap(), 2);
+    assert_ne!(a.adapter.uid(), b.adapter.uid());
+    assert_eq!(a.adapter.uid().len(), 16);
+    let channels = shard_channels(&url).await;
+    assert!(
+        channels.contains(&"socket.io#/#".to_owned()),
+        "{channels:?}"
+    );
+    let own = format!("socket.io#/#{}#", a.adapter.uid());
+    assert!(channels.contains(&own), "{channels:?}");
+
+    let mut ca = ws(&a.url, "ca").await;
+    let mut cb = ws(&b.url, "cb").await;
+    let (ida, idb) = (ca.id(), cb.id());
+
+    // Remote join: B makes A's socket join r1; A subscribes r1's own channel (dynamic
+    // mode, a public room), B does not have the room; a broadcast from B reaches it.
+    b.io.of("/").to(ida.clone()).join("r1");
+    eventually(Duration::from_secs(3), "remote join", || {
+        socket_rooms(&a.io, &ida).contains(&"r1".to_owned())
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    wait_shard_channel(&url, "socket.io#/#r1#", true).await;
+    // Private rooms (socket ids) have no channel in dynamic mode.
+    assert!(
+        !shard_channels(&url)
+            .await
+            .contains(&format!("socket.io#/#{ida}#"))
+    );
+    r1_news_and_flags(&b, &mut ca, &mut cb).await;
+    // To a socket id: the namespace's channel.
+    b.io.to(ida.clone()).emit("direct", &1).unwrap();
+    ca.expect("direct").await;
+
+    // fetchSockets from A lists both, with handshake, rooms and data.
+    fetch_on_two_nodes(&a, &b, &ida, &idb).await;
+
+    // serverSideEmit with acks both ways, and without; broadcasts with acks (also to one
+    // room: the namespace's channel, not the room's).
+    two_nodes_server_side_and_acks(&a, &b).await;
+    let acks =
+        b.io.to("r1")
+            .timeout(Duration::from_secs(3))
+            .emit_with_ack("ask", vec![json!(8)])
+            .await;
+    assert!(acks.is_complete(), "{acks:?}");
+    assert_eq!(acks.responses.len(), 1);
+    assert_eq!(acks.responses[0].1.values[0]["from"], json!("ca"));
+
+    // socketsLeave: A's socket leaves r1, A drops the room's channel.
+    b.io.of("/").to(ida.clone()).leave("r1");
+    eventually(Duration::from_secs(3), "remote leave", || {
+        !socket_rooms(&a.io, &ida).contains(&"r1".to_owned())
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    wait_shard_channel(&url, "socket.io#/#r1#", false).await;
+
+    b_disconnects_socket_on_a(&a, &b, &mut ca, &ida).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_mixed_cluster_with_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let t = sharded_tether_node(&url, "T", SubscriptionMode::Dynamic).await;
+    let n = node_node_with(&url, &["--sharded"]).await;
+    let mut ct = ws(&t.url, "ct").await;
+    let mut cn = ws(&n.url, "cn").await;
+    let (idt, idn) = (ct.id(), cn.id());
+    assert_eq!(t.io.of("/").server_count().await.unwrap(), 2);
+    assert_eq!(cn.ctl("serverCount", json!({})).await, json!(2));
+
+    // tether -> Node: remote join of the Node socket (Node subscribes the room's
+    // channel), then a broadcast to that room on its dynamic channel, with binary.
+    t.io.of("/").to(idn.clone()).join("t-room");
+    wait_shard_channel(&url, "socket.io#/#t-room#", true).await;
+    t_room_news(&t, &mut ct, &mut cn).await;
+
+    // Node -> tether: Node makes the tether socket join n-room; tether subscribes the
+    // room's channel; Node's broadcast to it (dynamic channel) arrives.
+    node_joins_n_room(&t, &cn, &idt).await;
+    t.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    wait_shard_channel(&url, "socket.io#/#n-room#", true).await;
+    cn.ctl(
+        "emit",
+        json!({"rooms": ["n-room"], "event": "news", "args": ["from N", {"deep": [1, 2.5]}]}),
+    )
+    .await;
+    let got = ct.expect("news").await;
+    assert_eq!(got.values, vec![json!("from N"), json!({"deep": [1, 2.5]})]);
+    // A room joined locally on tether: the channel follows, Node's broadcast arrives.
+    ct.sock.emit("joinRoom", &"lobby").unwrap();
+    eventually(Duration::from_secs(3), "joinRoom", || {
+        socket_rooms(&t.io, &idt).contains(&"lobby".to_owned())
+    })
+    .await;
+    wait_shard_channel(&url, "socket.io#/#lobby#", true).await;
+    cn.sock
+        .emit(
+            "roomMessage",
+            &json!({"room": "lobby", "message": "in lobby"}),
+        )
+        .unwrap();
+    assert_eq!(
+        ct.expect("roomMessage").await.values[0],
+        json!({"sender": idn, "message": "in lobby"})
+    );
+    // except, from Node; a private message (a socket id: the namespace's channel).
+    cn.ctl(
+        "emit",
+        json!({"except": ["n-room"], "event": "all-but", "args": []}),
+    )
+    .await;
+    cn.expect("all-but").await;
+    ct.expect_none("all-but", Duration::from_millis(200)).await;
+    cn.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": idt, "message": "psst"}),
+        )
+        .unwrap();
+    assert_eq!(
+        ct.expect("privateMessage").await.values[0],
+        json!({"sender": idn, "message": "psst"})
+    );
+    ct.sock.emit("chat message", &"tether says hi").unwrap();
+    assert_eq!(
+        cn.expect("chat message").await.values[0],
+        json!("tether says hi")
+    );
+
+    // fetchSockets both ways.
+    mixed_fetch(&t, &cn, &idt, &idn).await;
+
+    mixed_server_side_and_acks(&t, &cn).await;
+
+    // socketsLeave from Node: the tether socket leaves, tether drops the channel.
+    cn.ctl("socketsLeave", json!({"rooms": [idt], "room": "n-room"}))
+        .await;
+    eventually(Duration::from_secs(3), "left n-room", || {
+        !socket_rooms(&t.io, &idt).contains(&"n-room".to_owned())
+    })
+    .await;
+    wait_shard_channel(&url, "socket.io#/#n-room#", false).await;
+
+    mixed_disconnects(&t, &n, &cn).await;
+    assert!(ct.sock.connected() && cn.sock.connected());
+    assert_eq!(t.adapter.dropped(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_static_mode_and_redis_restart() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let a = sharded_tether_node(&url, "A", SubscriptionMode::Static).await;
+    let b = sharded_tether_node(&url, "B", SubscriptionMode::Static).await;
+    let mut ca = ws(&a.url, "ca").await;
+    let mut cb = ws(&b.url, "cb").await;
+    ca.sock.emit("joinRoom", &"lobby").unwrap();
+    eventually(Duration::from_secs(3), "joinRoom", || {
+        socket_rooms(&a.io, &ca.id()).contains(&"lobby".to_owned())
+    })
+    .await;
+    a.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    // Static: no room channels; a room broadcast travels on the namespace's channel.
+    assert_eq!(
+        shard_channels(&url).await,
+        sorted(vec![
+            "socket.io#/#".to_owned(),
+            format!("socket.io#/#{}#", a.adapter.uid()),
+            format!("socket.io#/#{}#", b.adapter.uid()),
+        ])
+    );
+    b.io.to("lobby").emit("news", &1).unwrap();
+    ca.expect("news").await;
+
+    // Outage: local delivery still works, the remote part is lost and counted,
+    // requests fail.
+    redis_goes_down(&mut redis, &a, &b, &mut ca, &mut cb).await;
+
+    // Recovery: resubscribed, broadcasts and requests flow again.
+    redis_comes_back(&mut redis, &a, &b).await;
+    b.io.to("lobby").emit("after", &3).unwrap();
+    ca.expect("after").await;
+    assert_eq!(b.io.of("/").fetch_sockets().await.unwrap().len(), 2);
+    assert!(ca.sock.connected() && cb.sock.connected());
+}
+
+/// A RESP3 connection subscribed (`SSUBSCRIBE`) to `channels`; its messages arrive on
+/// the returned receiver as (channel, payload).
+async fn shard_listener(
+    redis: &str,
+    channels: &[&str],
+) -> (
+    redis::aio::MultiplexedConnection,
+    mpsc::UnboundedReceiver<redis::PushInfo>,
+) {
+    let client = redis::Client::open(format!("{redis}/?protocol=resp3")).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cfg = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .unwrap();
+    for ch in channels {
+        redis::cmd("SSUBSCRIBE")
+            .arg(*ch)
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    (conn, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_wire_format_matches_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let t = sharded_tether_node(&url, "T", SubscriptionMode::Dynamic).await;
+    let n = node_node_with(&url, &["--sharded"]).await;
+    let cn = ws(&n.url, "cn").await;
+    let (_conn, mut rx) = shard_listener(&url, &["socket.io#/#", "socket.io#/#r#"]).await;
+    let mut next = async || -> (String, Vec<u8>) {
+        loop {
+            let p = within(Duration::from_secs(5), "a message on redis", rx.recv())
+                .await
+                .expect("message");
+            if let Some(m) = redis::Msg::from_push_info(p) {
+                return (
+                    m.get_channel_name().to_owned(),
+                    m.get_payload_bytes().to_vec(),
+                );
+            }
+        }
+    };
+    // A JSON message without its sender's uid.
+    let without_uid = |b: &[u8]| -> Value {
+        let mut v: Value = serde_json::from_slice(b)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)));
+        let uid = v["uid"].as_str().expect("uid").to_owned();
+        assert_eq!(uid.len(), 16, "{v}");
+        v["uid"] = json!("UID");
+        v
+    };
+
+    // The same broadcast to one room: the room's own channel, the same message.
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_r(&t, &cn, &mut next).await;
+    assert_eq!(node_ch, "socket.io#/#r#");
+    assert_eq!(t_ch, node_ch);
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+    assert_eq!(
+        without_uid(&t_msg),
+        json!({"uid": "UID", "nsp": "/", "type": 3, "data": {
+            "packet": {"type": 2, "data": ["news", "hi", {"n": 1.5, "k": [true, null, -7]}]},
+            "opts": {"rooms": ["r"], "except": [], "flags": {}},
+        }})
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&t_msg).unwrap()["uid"],
+        json!(t.adapter.uid())
+    );
+
+    // Several rooms and an exception: the namespace's channel.
+    let ((node_ch, node_msg), (t_ch, t_msg)) = same_broadcast_to_ab(&t, &cn, &mut next).await;
+    assert_eq!(node_ch, "socket.io#/#");
+    assert_eq!(t_ch, node_ch);
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+
+    // Room operations and server-side events.
+    cn.ctl("socketsJoin", json!({"rooms": ["a"], "room": "b"}))
+        .await;
+    let (_, node_msg) = next().await;
+    t.io.of("/").to("a").join("b");
+    let (_, t_msg) = next().await;
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+    cn.ctl(
+        "serverSideEmit",
+        json!({"event": "hello", "args": ["x", 2]}),
+    )
+    .await;
+    let (_, node_msg) = next().await;
+    t.io.of("/")
+        .server_side_emit("hello", vec![json!("x"), json!(2)])
+        .unwrap();
+    let (_, t_msg) = next().await;
+    assert_eq!(without_uid(&t_msg), without_uid(&node_msg));
+
+    // Binary arguments: msgpack, `bin` in place.
+    t.io.broadcast()
+        .emit_args("b", Args::new().bin(vec![0xffu8, 0]))
+        .unwrap();
+    let (ch, t_msg) = next().await;
+    assert_eq!(ch, "socket.io#/#");
+    let v = rmpv::decode::read_value(&mut t_msg.as_slice()).unwrap();
+    assert_eq!(v["type"], rmpv::Value::from(3));
+    assert_eq!(
+        v["data"]["packet"]["data"][1],
+        rmpv::Value::Binary(vec![0xff, 0])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_requests_time_out_when_a_node_is_silent() {
+    let redis = RedisServer::start();
+    let adapter = ShardedRedisAdapter::connect_with(
+        &redis.url(),
+        ShardedRedisAdapterConfig {
+            requests_timeout: Duration::from_millis(400),
+            ..sharded_config(SubscriptionMode::Dynamic)
+        },
+    )
+    .await
+    .unwrap();
+    let io = Io::builder().adapter(adapter.clone()).build();
+    adapter.ready(Duration::from_secs(5)).await.unwrap();
+    // A "node" subscribed to the namespace's channel (so it is counted) that never answers.
+    let (_silent, _rx) = shard_listener(&redis.url(), &["socket.io#/#"]).await;
+    assert_eq!(io.of("/").server_count().await.unwrap(), 2);
+
+    requests_time_out(&io).await;
+    // Malformed messages on its channels are ignored; the adapter keeps working.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let own = format!("socket.io#/#{}#", adapter.uid());
+    for (ch, payload) in [
+        ("socket.io#/#", b"{not json".to_vec()),
+        ("socket.io#/#", b"\xc1\xff\x00".to_vec()),
+        (
+            "socket.io#/#",
+            br#"{"uid":"x","nsp":"/","type":3,"data":{"packet":7}}"#.to_vec(),
+        ),
+        (
+            "socket.io#/#",
+            br#"{"uid":"x","nsp":"/","type":9,"data":null}"#.to_vec(),
+        ),
+        (
+            own.as_str(),
+            br#"{"uid":"x","nsp":"/","type":8,"data":{"requestId":"nope"}}"#.to_vec(),
+        ),
+        (own.as_str(), b"\xdd\xff\xff\xff\xff".to_vec()),
+    ] {
+        redis::cmd("SPUBLISH")
+            .arg(ch)
+            .arg(payload)
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(io.of("/").server_count().await.unwrap(), 2);
+    assert!(adapter.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_dynamic_private_with_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let t = sharded_tether_node(&url, "T", SubscriptionMode::DynamicPrivate).await;
+    let n = node_node_with(&url, &["--sharded", "--mode", "dynamic-private"]).await;
+    let mut ct = ws(&t.url, "ct").await;
+    let mut cn = ws(&n.url, "cn").await;
+    let (idt, idn) = (ct.id(), cn.id());
+    // Every room has its own channel, socket ids too, on both implementations.
+    wait_shard_channel(&url, &format!("socket.io#/#{idt}#"), true).await;
+    wait_shard_channel(&url, &format!("socket.io#/#{idn}#"), true).await;
+    cn.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": idt, "message": "to T"}),
+        )
+        .unwrap();
+    assert_eq!(
+        ct.expect("privateMessage").await.values[0],
+        json!({"sender": idn, "message": "to T"})
+    );
+    ct.sock
+        .emit(
+            "privateMessage",
+            &json!({"recipientId": idn, "message": "to N"}),
+        )
+        .unwrap();
+    assert_eq!(
+        cn.expect("privateMessage").await.values[0],
+        json!({"sender": idt, "message": "to N"})
+    );
+    // The socket's channel goes with it.
+    ct.client.close();
+    wait_shard_channel(&url, &format!("socket.io#/#{idt}#"), false).await;
+    cn.expect_none("privateMessage", Duration::from_millis(10))
+        .await;
 }

@@ -13,8 +13,9 @@
 //! [`RedisAdapter`] speaks the protocol of Node's `@socket.io/redis-adapter` (8.x, classic
 //! pub/sub): same channels, same msgpack and JSON messages, same request types. A tether
 //! node can join a cluster of Node `socket.io` servers, or replace them one by one.
-//! [`RedisEmitter`] emits to a cluster from a process that is not a server, as
-//! `@socket.io/redis-emitter` does.
+//! [`ShardedRedisAdapter`] speaks the protocol of its `createShardedAdapter` (Redis ≥ 7
+//! sharded pub/sub). [`RedisEmitter`] emits to a cluster from a process that is not a
+//! server, as `@socket.io/redis-emitter` does.
 //!
 //! ```no_run
 //! use tether::adapter::RedisAdapter;
@@ -48,8 +49,10 @@
 //! Messages published by the other nodes during the outage are not received. Once both
 //! connections are back (the subscriptions are restored), everything flows again.
 
+mod cluster_wire;
 mod emitter;
 mod redis;
+mod sharded;
 mod wire;
 
 use std::fmt;
@@ -63,6 +66,7 @@ use serde_json::Value;
 
 pub use emitter::{EmitterOperator, RedisEmitter};
 pub use redis::{RedisAdapter, RedisAdapterConfig};
+pub use sharded::{ShardedRedisAdapter, ShardedRedisAdapterConfig, SubscriptionMode};
 
 use crate::proto::Str;
 use crate::proto::socketio::Packet;

@@ -88,7 +88,7 @@ impl fmt::Debug for RedisAdapter {
     }
 }
 
-enum PubCmd {
+pub(super) enum PubCmd {
     Publish(String, Vec<u8>),
     NumSub(String, oneshot::Sender<Result<usize, AdapterError>>),
 }
@@ -108,7 +108,7 @@ enum Route {
     Response,
 }
 
-enum Pending {
+pub(super) enum Pending {
     Fetch {
         ns: Namespace,
         expected: usize,
@@ -129,11 +129,114 @@ enum Pending {
     },
 }
 
+/// The requests of a node waiting for the other nodes' answers, by request id.
+#[derive(Default)]
+pub(super) struct Requests(Mutex<HashMap<String, Pending>>);
+
+impl Requests {
+    /// Whether `id` is one of this node's requests.
+    pub(super) fn contains(&self, id: &str) -> bool {
+        lock(&self.0).contains_key(id)
+    }
+
+    /// One node's answer `resp` to request `id` (`sockets`, `rooms`, or the value at
+    /// `answer` for a server-side event); completes the request with the last one.
+    pub(super) fn answer(&self, id: &str, resp: &Value, answer: &str) {
+        let mut requests = lock(&self.0);
+        let Some(pending) = requests.get_mut(id) else {
+            return;
+        };
+        let finished = match pending {
+            Pending::Fetch {
+                ns,
+                expected,
+                count,
+                sockets,
+                ..
+            } => {
+                *count += 1;
+                let Some(list) = resp.get("sockets").and_then(Value::as_array) else {
+                    return;
+                };
+                sockets.extend(list.iter().filter_map(|v| RemoteSocket::from_json(ns, v)));
+                *count >= *expected
+            }
+            Pending::AllRooms {
+                expected,
+                count,
+                rooms,
+                ..
+            } => {
+                *count += 1;
+                let Some(list) = resp.get("rooms").and_then(Value::as_array) else {
+                    return;
+                };
+                rooms.extend(list.iter().filter_map(wire::room_of));
+                *count >= *expected
+            }
+            Pending::ServerSide {
+                expected,
+                responses,
+                ..
+            } => {
+                responses.push(resp.get(answer).cloned().unwrap_or(Value::Null));
+                responses.len() >= *expected
+            }
+        };
+        if finished && let Some(p) = requests.remove(id) {
+            drop(requests);
+            match p {
+                Pending::Fetch { sockets, done, .. } => {
+                    let _ = done.send(sockets);
+                }
+                Pending::AllRooms { rooms, done, .. } => {
+                    let _ = done.send(rooms.into_iter().collect());
+                }
+                Pending::ServerSide {
+                    responses, done, ..
+                } => {
+                    let _ = done.send(responses);
+                }
+            }
+        }
+    }
+
+    /// Register `pending` under a new id of `id_len` characters, publish the request made
+    /// from that id, and wait for the answers (`timeout` at most). On failure, the
+    /// request is returned as far as it got.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn request<T>(
+        &self,
+        publisher: &Publisher,
+        timeout: Duration,
+        id_len: usize,
+        channel: String,
+        make: impl FnOnce(&str) -> (Pending, Vec<u8>),
+        rx_of: oneshot::Receiver<T>,
+        what: &'static str,
+    ) -> Result<T, (AdapterError, Option<Pending>)> {
+        let id = wire::uid(id_len);
+        let (pending, msg) = make(&id);
+        lock(&self.0).insert(id.clone(), pending);
+        if let Err(e) = publisher.publish(channel, msg) {
+            let p = lock(&self.0).remove(&id);
+            return Err((e, p));
+        }
+        match tokio::time::timeout(timeout, rx_of).await {
+            Ok(Ok(v)) => Ok(v),
+            _ => {
+                let p = lock(&self.0).remove(&id);
+                Err((AdapterError::Timeout(what), p))
+            }
+        }
+    }
+}
+
 struct Shared {
     uid: String,
     config: RedisAdapterConfig,
     runtime: tokio::runtime::Handle,
-    pub_tx: mpsc::Sender<PubCmd>,
+    publisher: Arc<Publisher>,
     sub_tx: mpsc::UnboundedSender<SubCmd>,
     /// nsp -> its namespace and channels.
     namespaces: RwLock<HashMap<String, NsEntry>>,
@@ -141,25 +244,21 @@ struct Shared {
     patterns: RwLock<HashMap<String, String>>,
     /// request/response channel -> (nsp, kind).
     routes: RwLock<HashMap<String, (String, Route)>>,
-    requests: Mutex<HashMap<String, Pending>>,
+    requests: Requests,
     ack_requests: Mutex<HashMap<String, ClusterAcks>>,
-    pub_up: AtomicBool,
     sub_up: AtomicBool,
-    /// The subscriber lost its connection: the publisher's is most likely dead too.
-    pub_reset: tokio::sync::Notify,
-    dropped: AtomicU64,
     _closed: watch::Sender<()>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(super) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|p| p.into_inner())
 }
 
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(super) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -179,34 +278,24 @@ impl RedisAdapter {
         let client = redis::Client::open(url).map_err(|e| AdapterError::Config(e.to_string()))?;
         let publisher = connect_pub(&client, &config).await?;
         let pubsub = connect_sub(&client, &config).await?;
-        let (pub_tx, pub_rx) = mpsc::channel(config.queue.max(1));
+        let publisher = Publisher::start(&client, &config, publisher, false);
         let (sub_tx, sub_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed_rx) = watch::channel(());
         let shared = Arc::new(Shared {
             uid: wire::uid(6),
             config,
             runtime: tokio::runtime::Handle::current(),
-            pub_tx,
+            publisher,
             sub_tx,
             namespaces: RwLock::new(HashMap::new()),
             patterns: RwLock::new(HashMap::new()),
             routes: RwLock::new(HashMap::new()),
-            requests: Mutex::new(HashMap::new()),
+            requests: Requests::default(),
             ack_requests: Mutex::new(HashMap::new()),
-            pub_up: AtomicBool::new(true),
             sub_up: AtomicBool::new(false),
-            pub_reset: tokio::sync::Notify::new(),
-            dropped: AtomicU64::new(0),
             _closed: closed_tx,
         });
         let weak = Arc::downgrade(&shared);
-        shared.runtime.spawn(pub_task(
-            weak.clone(),
-            client.clone(),
-            shared.config.clone(),
-            publisher,
-            pub_rx,
-        ));
         shared.runtime.spawn(sub_task(
             weak,
             client,
@@ -225,38 +314,24 @@ impl RedisAdapter {
 
     /// Whether both connections to Redis are up.
     pub fn is_connected(&self) -> bool {
-        self.shared.pub_up.load(Ordering::Acquire) && self.shared.sub_up.load(Ordering::Acquire)
+        self.shared.publisher.is_up() && self.shared.sub_up.load(Ordering::Acquire)
     }
 
     /// Messages for the other nodes lost so far (Redis unreachable or queue full).
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.publisher.dropped()
     }
 
     /// Wait until the subscriptions of every namespace created so far are live on Redis
     /// (after a namespace is created or Redis came back), at most `timeout`.
     pub async fn ready(&self, timeout: Duration) -> Result<(), AdapterError> {
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .sub_tx
-            .send(SubCmd::Barrier(tx))
-            .map_err(|_| AdapterError::Unavailable("adapter closed".into()))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(())) => {}
-            _ => return Err(AdapterError::Timeout("the redis subscriptions")),
-        }
-        while !self.shared.pub_up.load(Ordering::Acquire) {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(AdapterError::Timeout("the redis publisher"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
+        let sent = self.shared.sub_tx.send(SubCmd::Barrier(tx)).is_ok();
+        self.shared.publisher.ready(sent, rx, timeout).await
     }
 }
 
-async fn connect_pub(
+pub(super) async fn connect_pub(
     client: &redis::Client,
     config: &RedisAdapterConfig,
 ) -> Result<redis::aio::MultiplexedConnection, AdapterError> {
@@ -269,7 +344,7 @@ async fn connect_pub(
         .map_err(|e| AdapterError::Unavailable(e.to_string()))
 }
 
-async fn connect_sub(
+pub(super) async fn connect_sub(
     client: &redis::Client,
     config: &RedisAdapterConfig,
 ) -> Result<redis::aio::PubSub, AdapterError> {
@@ -280,21 +355,152 @@ async fn connect_sub(
     }
 }
 
-fn backoff(current: Duration, config: &RedisAdapterConfig) -> Duration {
+pub(super) fn backoff(current: Duration, config: &RedisAdapterConfig) -> Duration {
     (current * 2)
         .min(config.reconnect_max)
         .max(config.reconnect_min)
 }
 
+/// The publishing side of a Redis adapter (both the classic and the sharded one): a
+/// bounded queue to the task that owns the publishing connection, and that connection's
+/// state. Publishes are `PUBLISH` (classic) or `SPUBLISH` (sharded), node counts
+/// `PUBSUB NUMSUB` or `PUBSUB SHARDNUMSUB`.
+pub(super) struct Publisher {
+    tx: mpsc::Sender<PubCmd>,
+    up: AtomicBool,
+    /// The subscriber lost its connection: the publisher's is most likely dead too.
+    reset: tokio::sync::Notify,
+    dropped: AtomicU64,
+}
+
+impl Publisher {
+    /// Start the publishing task on the current runtime with the connection `first`.
+    pub(super) fn start(
+        client: &redis::Client,
+        config: &RedisAdapterConfig,
+        first: redis::aio::MultiplexedConnection,
+        sharded: bool,
+    ) -> Arc<Publisher> {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let publisher = Arc::new(Publisher {
+            tx,
+            up: AtomicBool::new(true),
+            reset: tokio::sync::Notify::new(),
+            dropped: AtomicU64::new(0),
+        });
+        tokio::spawn(pub_task(
+            Arc::downgrade(&publisher),
+            client.clone(),
+            config.clone(),
+            first,
+            rx,
+            sharded,
+        ));
+        publisher
+    }
+
+    /// Whether the publishing connection is up.
+    pub(super) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Messages lost so far.
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Ask for a reconnection (the subscriber lost its connection).
+    pub(super) fn reset(&self) {
+        self.reset.notify_one();
+    }
+
+    /// Wait for the subscriber's answer to a barrier (`sent`: the barrier was queued),
+    /// then until this connection is up; `timeout` at most in all.
+    pub(super) async fn ready(
+        &self,
+        sent: bool,
+        barrier: oneshot::Receiver<()>,
+        timeout: Duration,
+    ) -> Result<(), AdapterError> {
+        if !sent {
+            return Err(AdapterError::Unavailable("adapter closed".into()));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, barrier).await {
+            Ok(Ok(())) => {}
+            _ => return Err(AdapterError::Timeout("the redis subscriptions")),
+        }
+        self.wait_up(deadline).await
+    }
+
+    /// Tell `acks` the number of nodes (the subscribers of `channel`); 1 when unknown.
+    pub(super) async fn count_servers(&self, channel: String, acks: &ClusterAcks) {
+        match self.num_sub(channel).await {
+            Ok(n) => acks.set_server_count(n),
+            Err(e) => {
+                tracing::debug!(target: LOG, error = %e, "server count unknown: local acks only");
+                acks.set_server_count(1);
+            }
+        }
+    }
+
+    /// Wait until the connection is up, until `deadline` at most.
+    async fn wait_up(&self, deadline: tokio::time::Instant) -> Result<(), AdapterError> {
+        while !self.is_up() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AdapterError::Timeout("the redis publisher"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Queue a message; fails (and counts it lost) while Redis is unreachable.
+    pub(super) fn publish(&self, channel: String, msg: Vec<u8>) -> Result<(), AdapterError> {
+        if !self.is_up() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(AdapterError::Unavailable("redis unreachable".into()));
+        }
+        self.tx
+            .try_send(PubCmd::Publish(channel, msg))
+            .map_err(|e| {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                AdapterError::Unavailable(match e {
+                    mpsc::error::TrySendError::Full(_) => "publish queue full".into(),
+                    mpsc::error::TrySendError::Closed(_) => "adapter closed".into(),
+                })
+            })
+    }
+
+    /// The number of subscribers of `channel` (the nodes of the cluster).
+    pub(super) async fn num_sub(&self, channel: String) -> Result<usize, AdapterError> {
+        if !self.is_up() {
+            return Err(AdapterError::Unavailable("redis unreachable".into()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .try_send(PubCmd::NumSub(channel, tx))
+            .map_err(|_| AdapterError::Unavailable("publish queue full".into()))?;
+        rx.await
+            .map_err(|_| AdapterError::Unavailable("adapter closed".into()))?
+    }
+}
+
 /// The publishing connection: sends queued commands in pipelines, in order; reconnects
 /// with backoff. While it is down, queued commands fail (publishes are lost).
 async fn pub_task(
-    shared: Weak<Shared>,
+    shared: Weak<Publisher>,
     client: redis::Client,
     config: RedisAdapterConfig,
     first: redis::aio::MultiplexedConnection,
     mut rx: mpsc::Receiver<PubCmd>,
+    sharded: bool,
 ) {
+    let (publish, numsub) = if sharded {
+        ("SPUBLISH", "SHARDNUMSUB")
+    } else {
+        ("PUBLISH", "NUMSUB")
+    };
     let mut conn = Some(first);
     let mut delay = config.reconnect_min;
     let mut next_attempt = tokio::time::Instant::now();
@@ -309,8 +515,8 @@ async fn pub_task(
                             delay = config.reconnect_min;
                             if let Some(s) = shared.upgrade() {
                                 // A reset asked before this new connection is moot.
-                                let _ = futures_util::FutureExt::now_or_never(s.pub_reset.notified());
-                                s.pub_up.store(true, Ordering::Release);
+                                let _ = futures_util::FutureExt::now_or_never(s.reset.notified());
+                                s.up.store(true, Ordering::Release);
                             }
                             tracing::info!(target: LOG, "redis publisher reconnected");
                         }
@@ -333,7 +539,7 @@ async fn pub_task(
         }
         let reset = async {
             match shared.upgrade() {
-                Some(s) => s.pub_reset.notified().await,
+                Some(s) => s.reset.notified().await,
                 None => std::future::pending().await,
             }
         };
@@ -345,7 +551,7 @@ async fn pub_task(
             _ = reset => {
                 tracing::debug!(target: LOG, "redis publisher: reconnecting with the subscriber");
                 if let Some(s) = shared.upgrade() {
-                    s.pub_up.store(false, Ordering::Release);
+                    s.up.store(false, Ordering::Release);
                 }
                 conn = None;
                 next_attempt = tokio::time::Instant::now() + config.reconnect_min;
@@ -364,10 +570,10 @@ async fn pub_task(
         for c in &batch {
             match c {
                 PubCmd::Publish(ch, msg) => {
-                    pipe.cmd("PUBLISH").arg(ch).arg(msg.as_slice());
+                    pipe.cmd(publish).arg(ch).arg(msg.as_slice());
                 }
                 PubCmd::NumSub(ch, _) => {
-                    pipe.cmd("PUBSUB").arg("NUMSUB").arg(ch);
+                    pipe.cmd("PUBSUB").arg(numsub).arg(ch);
                 }
             }
         }
@@ -384,7 +590,7 @@ async fn pub_task(
             Err(e) => {
                 tracing::warn!(target: LOG, error = %e, "redis publisher connection lost; reconnecting");
                 if let Some(s) = shared.upgrade() {
-                    s.pub_up.store(false, Ordering::Release);
+                    s.up.store(false, Ordering::Release);
                 }
                 conn = None;
                 next_attempt = tokio::time::Instant::now();
@@ -397,7 +603,7 @@ async fn pub_task(
     }
 }
 
-fn fail(shared: &Weak<Shared>, cmd: PubCmd) {
+fn fail(shared: &Weak<Publisher>, cmd: PubCmd) {
     match cmd {
         PubCmd::Publish(..) => {
             if let Some(s) = shared.upgrade() {
@@ -410,7 +616,7 @@ fn fail(shared: &Weak<Shared>, cmd: PubCmd) {
     }
 }
 
-fn parse_numsub(v: &redis::Value) -> Result<usize, AdapterError> {
+pub(super) fn parse_numsub(v: &redis::Value) -> Result<usize, AdapterError> {
     let n = match v {
         redis::Value::Array(items) => items.get(1).and_then(|n| match n {
             redis::Value::Int(i) => usize::try_from(*i).ok(),
@@ -527,7 +733,7 @@ async fn sub_task(
         match shared.upgrade() {
             Some(s) => {
                 s.sub_up.store(false, Ordering::Release);
-                s.pub_reset.notify_one();
+                s.publisher.reset();
             }
             None => return,
         }
@@ -555,35 +761,6 @@ impl Shared {
         }
     }
 
-    /// Queue a message; fails (and counts it lost) while Redis is unreachable.
-    fn publish(&self, channel: String, msg: Vec<u8>) -> Result<(), AdapterError> {
-        if !self.pub_up.load(Ordering::Acquire) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return Err(AdapterError::Unavailable("redis unreachable".into()));
-        }
-        self.pub_tx
-            .try_send(PubCmd::Publish(channel, msg))
-            .map_err(|e| {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                AdapterError::Unavailable(match e {
-                    mpsc::error::TrySendError::Full(_) => "publish queue full".into(),
-                    mpsc::error::TrySendError::Closed(_) => "adapter closed".into(),
-                })
-            })
-    }
-
-    async fn num_sub(&self, channel: String) -> Result<usize, AdapterError> {
-        if !self.pub_up.load(Ordering::Acquire) {
-            return Err(AdapterError::Unavailable("redis unreachable".into()));
-        }
-        let (tx, rx) = oneshot::channel();
-        self.pub_tx
-            .try_send(PubCmd::NumSub(channel, tx))
-            .map_err(|_| AdapterError::Unavailable("publish queue full".into()))?;
-        rx.await
-            .map_err(|_| AdapterError::Unavailable("adapter closed".into()))?
-    }
-
     /// Answer a request (on the asker's own channel with
     /// `publish_on_specific_response_channel`).
     fn respond(&self, ch: &Channels, request: &Value, msg: Vec<u8>) {
@@ -593,7 +770,7 @@ impl Shared {
             }
             _ => ch.response.clone(),
         };
-        if let Err(e) = self.publish(channel, msg) {
+        if let Err(e) = self.publisher.publish(channel, msg) {
             tracing::debug!(target: LOG, error = %e, "response not published");
         }
     }
@@ -667,10 +844,7 @@ impl Shared {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let from_self = req.get("uid").and_then(Value::as_str) == Some(self.uid.as_str());
-        let mine = |id: &Option<String>| {
-            id.as_ref()
-                .is_some_and(|id| lock(&self.requests).contains_key(id))
-        };
+        let mine = |id: &Option<String>| id.as_ref().is_some_and(|id| self.requests.contains(id));
         let local_op =
             |v: &Value| BroadcastOperator::from_options(ns.clone(), &wire::options_from_json(v));
         match kind {
@@ -771,7 +945,9 @@ impl Shared {
                         if let Some(s) = shared.upgrade() {
                             let resp =
                                 json!({"type": wire::SERVER_SIDE_EMIT, "requestId": id, "data": v});
-                            let _ = s.publish(channel.clone(), resp.to_string().into_bytes());
+                            let _ = s
+                                .publisher
+                                .publish(channel.clone(), resp.to_string().into_bytes());
                         }
                     })
                 });
@@ -787,33 +963,13 @@ impl Shared {
                 };
                 let opts = wire::options_from_json(req.get("opts").unwrap_or(&Value::Null));
                 let timeout = opts.flags.timeout.unwrap_or(self.config.requests_timeout);
-                let op = BroadcastOperator::from_options(ns.clone(), &opts);
-                let Packet {
-                    nsp,
-                    data,
-                    attachments,
-                    ..
-                } = packet;
-                let packet = Packet::event(
-                    nsp,
-                    data.unwrap_or(Value::Null),
-                    attachments,
-                    Some(ns.next_ack_id()),
-                );
                 let shared = Arc::downgrade(self);
                 let (rid, req2, ch2) = (id.clone(), req.clone(), ch.clone());
-                let count = op.deliver_with_ack(
-                    &packet,
-                    timeout,
-                    Arc::new(move |_sid: Str, r| {
-                        let (Ok(args), Some(s)) = (r, shared.upgrade()) else {
-                            return;
-                        };
-                        let Args { values, bins } = args;
-                        let first = values.into_iter().next().unwrap_or(Value::Null);
+                let count = ask_local(&ns, packet, &opts, timeout, move |first, bins| {
+                    if let Some(s) = shared.upgrade() {
                         s.respond(&ch2, &req2, wire::encode_broadcast_ack(&rid, &first, &bins));
-                    }),
-                );
+                    }
+                });
                 let resp = json!({"type": wire::BROADCAST_CLIENT_COUNT, "requestId": id, "clientCount": count});
                 self.respond(&ch, &req, resp.to_string().into_bytes());
             }
@@ -849,63 +1005,7 @@ impl Shared {
             }
             return;
         }
-        let mut requests = lock(&self.requests);
-        let Some(pending) = requests.get_mut(id) else {
-            return;
-        };
-        let finished = match pending {
-            Pending::Fetch {
-                ns,
-                expected,
-                count,
-                sockets,
-                ..
-            } => {
-                *count += 1;
-                let Some(list) = resp.get("sockets").and_then(Value::as_array) else {
-                    return;
-                };
-                sockets.extend(list.iter().filter_map(|v| RemoteSocket::from_json(ns, v)));
-                *count >= *expected
-            }
-            Pending::AllRooms {
-                expected,
-                count,
-                rooms,
-                ..
-            } => {
-                *count += 1;
-                let Some(list) = resp.get("rooms").and_then(Value::as_array) else {
-                    return;
-                };
-                rooms.extend(list.iter().filter_map(wire::room_of));
-                *count >= *expected
-            }
-            Pending::ServerSide {
-                expected,
-                responses,
-                ..
-            } => {
-                responses.push(resp.get("data").cloned().unwrap_or(Value::Null));
-                responses.len() >= *expected
-            }
-        };
-        if finished && let Some(p) = requests.remove(id) {
-            drop(requests);
-            match p {
-                Pending::Fetch { sockets, done, .. } => {
-                    let _ = done.send(sockets);
-                }
-                Pending::AllRooms { rooms, done, .. } => {
-                    let _ = done.send(rooms.into_iter().collect());
-                }
-                Pending::ServerSide {
-                    responses, done, ..
-                } => {
-                    let _ = done.send(responses);
-                }
-            }
-        }
+        self.requests.answer(id, &resp, "data");
     }
 
     /// Register `pending` under a new id, publish the request made from that id, and wait
@@ -917,24 +1017,73 @@ impl Shared {
         rx_of: oneshot::Receiver<T>,
         what: &'static str,
     ) -> Result<T, (AdapterError, Option<Pending>)> {
-        let id = wire::uid(6);
-        let (pending, msg) = make(&id);
-        lock(&self.requests).insert(id.clone(), pending);
-        if let Err(e) = self.publish(channel, msg) {
-            let p = lock(&self.requests).remove(&id);
-            return Err((e, p));
-        }
-        match tokio::time::timeout(self.config.requests_timeout, rx_of).await {
-            Ok(Ok(v)) => Ok(v),
-            _ => {
-                let p = lock(&self.requests).remove(&id);
-                Err((AdapterError::Timeout(what), p))
-            }
-        }
+        let timeout = self.config.requests_timeout;
+        (self.requests)
+            .request(&self.publisher, timeout, 6, channel, make, rx_of, what)
+            .await
     }
 }
 
-fn rooms(v: Option<&Value>) -> Vec<Room> {
+/// Deliver a broadcast with acknowledgement another node asked for to the local targets
+/// of `opts` (a fresh ack id); `reply` gets each client's first reply argument and its
+/// binary attachments. Returns the number of clients asked.
+pub(super) fn ask_local(
+    ns: &Namespace,
+    packet: Packet,
+    opts: &BroadcastOptions,
+    timeout: Duration,
+    reply: impl Fn(Value, Vec<bytes::Bytes>) + Send + Sync + 'static,
+) -> usize {
+    let op = BroadcastOperator::from_options(ns.clone(), opts);
+    let Packet {
+        nsp,
+        data,
+        attachments,
+        ..
+    } = packet;
+    let packet = Packet::event(
+        nsp,
+        data.unwrap_or(Value::Null),
+        attachments,
+        Some(ns.next_ack_id()),
+    );
+    op.deliver_with_ack(
+        &packet,
+        timeout,
+        Arc::new(move |_sid: Str, r| {
+            if let Ok(Args { values, bins }) = r {
+                reply(values.into_iter().next().unwrap_or(Value::Null), bins);
+            }
+        }),
+    )
+}
+
+/// The answers to a server-side event with acks from the outcome of its request: on a
+/// timeout, those that arrived and how many are missing.
+pub(super) fn server_acks(
+    r: Result<Vec<Value>, (AdapterError, Option<Pending>)>,
+) -> Result<ServerAcks, AdapterError> {
+    match r {
+        Ok(responses) => Ok(ServerAcks {
+            responses,
+            missing: 0,
+        }),
+        Err((
+            AdapterError::Timeout(_),
+            Some(Pending::ServerSide {
+                expected,
+                responses,
+                ..
+            }),
+        )) => {
+            let missing = expected.saturating_sub(responses.len());
+            Ok(ServerAcks { responses, missing })
+        }
+        Err((e, _)) => Err(e),
+    }
+}
+
+pub(super) fn rooms(v: Option<&Value>) -> Vec<Room> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(wire::room_of).collect())
         .unwrap_or_default()
@@ -973,7 +1122,7 @@ impl Adapter for RedisAdapter {
     ) -> Result<(), AdapterError> {
         let s = &self.shared;
         let ch = s.channels(ns);
-        s.publish(
+        s.publisher.publish(
             ch.broadcast_channel(opts),
             wire::encode_broadcast(&s.uid, packet, opts),
         )
@@ -991,19 +1140,13 @@ impl Adapter for RedisAdapter {
         let id = wire::uid(6);
         lock(&s.ack_requests).insert(id.clone(), acks.clone());
         let msg = wire::encode_broadcast_request(&s.uid, &id, packet, opts);
-        if let Err(e) = s.publish(ch.request.clone(), msg) {
+        if let Err(e) = s.publisher.publish(ch.request.clone(), msg) {
             lock(&s.ack_requests).remove(&id);
             return Err(e);
         }
         let timeout = opts.flags.timeout.unwrap_or(s.config.requests_timeout);
         s.runtime.clone().spawn(async move {
-            match s.num_sub(ch.request.clone()).await {
-                Ok(n) => acks.set_server_count(n),
-                Err(e) => {
-                    tracing::debug!(target: LOG, error = %e, "server count unknown: local acks only");
-                    acks.set_server_count(1);
-                }
-            }
+            s.publisher.count_servers(ch.request.clone(), &acks).await;
             tokio::time::sleep(timeout).await;
             lock(&s.ack_requests).remove(&id);
         });
@@ -1047,7 +1190,7 @@ impl Adapter for RedisAdapter {
         let targets = wire::targets_json(opts);
         Box::pin(async move {
             let ch = s.channels(&ns);
-            let expected = s.num_sub(ch.request.clone()).await?;
+            let expected = s.publisher.num_sub(ch.request.clone()).await?;
             if expected <= 1 {
                 return Ok(Vec::new());
             }
@@ -1073,7 +1216,8 @@ impl Adapter for RedisAdapter {
     fn server_side_emit(&self, ns: &Namespace, data: Vec<Value>) -> Result<(), AdapterError> {
         let s = &self.shared;
         let req = json!({"uid": s.uid, "type": wire::SERVER_SIDE_EMIT, "data": data});
-        s.publish(s.channels(ns).request, req.to_string().into_bytes())
+        s.publisher
+            .publish(s.channels(ns).request, req.to_string().into_bytes())
     }
 
     fn server_side_emit_with_ack(
@@ -1085,7 +1229,11 @@ impl Adapter for RedisAdapter {
         let ns = ns.clone();
         Box::pin(async move {
             let ch = s.channels(&ns);
-            let expected = s.num_sub(ch.request.clone()).await?.saturating_sub(1);
+            let expected = s
+                .publisher
+                .num_sub(ch.request.clone())
+                .await?
+                .saturating_sub(1);
             if expected == 0 {
                 return Ok(ServerAcks::default());
             }
@@ -1105,24 +1253,7 @@ impl Adapter for RedisAdapter {
                     "serverSideEmit responses",
                 )
                 .await;
-            match r {
-                Ok(responses) => Ok(ServerAcks {
-                    responses,
-                    missing: 0,
-                }),
-                Err((
-                    AdapterError::Timeout(_),
-                    Some(Pending::ServerSide {
-                        expected,
-                        responses,
-                        ..
-                    }),
-                )) => {
-                    let missing = expected.saturating_sub(responses.len());
-                    Ok(ServerAcks { responses, missing })
-                }
-                Err((e, _)) => Err(e),
-            }
+            server_acks(r)
         })
     }
 
@@ -1131,7 +1262,7 @@ impl Adapter for RedisAdapter {
         let ns = ns.clone();
         Box::pin(async move {
             let ch = s.channels(&ns);
-            s.num_sub(ch.request).await
+            s.publisher.num_sub(ch.request).await
         })
     }
 
@@ -1140,7 +1271,7 @@ impl Adapter for RedisAdapter {
         let ns = ns.clone();
         Box::pin(async move {
             let ch = s.channels(&ns);
-            let expected = s.num_sub(ch.request.clone()).await?;
+            let expected = s.publisher.num_sub(ch.request.clone()).await?;
             if expected <= 1 {
                 return Ok(Vec::new());
             }
@@ -1186,6 +1317,7 @@ impl RedisAdapter {
         if let Some(close) = close {
             req["close"] = Value::Bool(close);
         }
-        s.publish(s.channels(ns).request, req.to_string().into_bytes())
+        s.publisher
+            .publish(s.channels(ns).request, req.to_string().into_bytes())
     }
 }

@@ -3,7 +3,10 @@
 // `@socket.io/redis-adapter` (node-redis v4 clients), the chat example's events, and
 // control events the cluster tests (tests/cluster.rs) drive it with.
 //
-// Usage: node node_node.js --port 0 --redis redis://127.0.0.1:6379
+// Usage: node node_node.js --port 0 --redis redis://127.0.0.1:6379 [--sharded [--mode M]]
+// With --sharded (or TETHER_SHARDED=1) the adapter is `createShardedAdapter` (Redis >= 7
+// sharded pub/sub) with subscriptionMode M (static | dynamic | dynamic-private, default
+// dynamic); without, the classic `createAdapter`.
 // Prints `listening on http://127.0.0.1:PORT` once it accepts connections.
 //
 // Control events (from any client; the answer is the acknowledgement), each with one
@@ -19,11 +22,12 @@
 //   ctl:serverSideLog   {}                                      -> server-side events received
 //   ctl:serverCount     {}                                      -> io.of("/").adapter.serverCount()
 //   ctl:allRooms        {}                                      -> [...rooms of the cluster]
+//   ctl:join            {room}                                  -> this socket joins room
 // Server-side event `ping-server` (arg, cb) answers cb({node: "node", arg}).
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 
 function arg(name, fallback) {
@@ -37,6 +41,8 @@ function arg(name, fallback) {
 
 const port = Number(arg("--port", "0"));
 const redisUrl = arg("--redis", "redis://127.0.0.1:6379");
+const sharded = process.argv.includes("--sharded") || process.env.TETHER_SHARDED === "1";
+const mode = arg("--mode", "dynamic");
 
 const pubClient = createClient({ url: redisUrl });
 const subClient = pubClient.duplicate();
@@ -46,7 +52,9 @@ await Promise.all([pubClient.connect(), subClient.connect()]);
 
 const httpServer = createServer();
 const io = new Server(httpServer, {
-  adapter: createAdapter(pubClient, subClient, { requestsTimeout: 2000 }),
+  adapter: sharded
+    ? createShardedAdapter(pubClient, subClient, { subscriptionMode: mode })
+    : createAdapter(pubClient, subClient, { requestsTimeout: 2000 }),
   cors: { origin: "*" },
   pingInterval: 5000,
   pingTimeout: 5000,
@@ -137,6 +145,10 @@ io.on("connection", (socket) => {
     } catch (e) {
       ack?.({ error: e.message });
     }
+  });
+  socket.on("ctl:join", (o, ack) => {
+    socket.join(o.room);
+    ack?.(true);
   });
   socket.on("ctl:serverSideLog", (_o, ack) => ack?.(serverSideLog));
   socket.on("ctl:serverCount", async (_o, ack) => ack?.(await io.of("/").adapter.serverCount()));
