@@ -160,10 +160,11 @@ pub struct EngineConfig {
     /// Largest number of packets in one polling body. Default 1 000.
     pub max_packets_per_payload: usize,
     /// Capacity of each connection's outgoing queue, in frames. When it is full an emit
-    /// returns [`crate::sio::EmitError::QueueFull`] (volatile emits are dropped). Default 4096.
+    /// returns [`crate::sio::EmitError::Send`] with
+    /// [`crate::engine::SendError::QueueFull`] (volatile emits are dropped). Default 4096.
     pub send_queue_capacity: usize,
-    /// Read buffer of each WebSocket, in bytes. Default 4096 (tungstenite's 128 KiB
-    /// default costs memory and CPU for every connection).
+    /// Unused since tether reads WebSockets with its own codec (into a stack buffer, with
+    /// nothing kept while a connection is idle); kept for source compatibility.
     pub ws_read_buffer_size: usize,
     /// Largest HTTP request head (request line and headers) in bytes. Default 16 KiB.
     pub max_header_bytes: usize,
