@@ -495,7 +495,8 @@ def markdown(doc):
     lines.append("Per-CPU-second figures stay comparable under foreign load (they count the server's own CPU "
                  "time); wall-clock rates and latencies do not. `rawws` is the floor of the echo scenarios: a raw "
                  "WebSocket echo on tokio-tungstenite without Socket.IO. S4: `tether-cabi` is bench/peers/c/echo_server.c "
-                 "through the C ABI (built by run.sh); `tether-python` joins when TETHER_BENCH_PY_CMD is set.")
+                 "through the C ABI (built by run.sh); `tether-python` is bench/peers/tether_py/echo_server.py on the "
+                 "release-built Python binding (TETHER_BENCH_PY_CMD overrides it).")
     return "\n".join(lines) + "\n"
 
 

@@ -64,7 +64,7 @@ else
 
   NODE_DIR="$BENCH/peers/node"
   command -v node >/dev/null || { echo "bench: node is missing (apt-get install nodejs npm)" >&2; exit 2; }
-  if [ ! -d "$NODE_DIR/node_modules" ] || [ "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules" ]; then
+  if [ ! -d "$NODE_DIR/node_modules/socket.io" ] || [ "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules" ]; then
     step "npm ci (bench/peers/node)"
     (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
     touch "$NODE_DIR/node_modules"
