@@ -67,27 +67,14 @@ impl BoxHandle for tether_sio_client_config {
 pub unsafe extern "C" fn tether_sio_client_config_new(
     config_out: *mut *mut tether_sio_client_config,
 ) -> tether_result {
-    guard(|| {
-        if config_out.is_null() {
-            return Fail::null("config_out").record();
-        }
-        // SAFETY: checked non-NULL.
-        unsafe { *config_out = tether_sio_client_config::into_ptr(Box::default()) };
-        tether_result::Ok
-    })
+    tether_sio_client_config::new_default_into(config_out)
 }
 
 fn with_config(
     config: *mut tether_sio_client_config,
     f: impl FnOnce(&mut ClientConfig) -> Result<(), Fail>,
 ) -> tether_result {
-    guard(|| {
-        result((|| {
-            // SAFETY: a handle from tether_sio_client_config_new.
-            let c = unsafe { tether_sio_client_config::get_mut(config) }?;
-            f(c)
-        })())
-    })
+    tether_sio_client_config::with_mut(config, f)
 }
 
 /// The Engine.IO request path (default "/socket.io/").

@@ -79,28 +79,14 @@ impl BoxHandle for tether_sio_server_config {
 pub unsafe extern "C" fn tether_sio_server_config_new(
     config_out: *mut *mut tether_sio_server_config,
 ) -> tether_result {
-    guard(|| {
-        if config_out.is_null() {
-            return Fail::null("config_out").record();
-        }
-        let b = Box::new(ServerConfig::default());
-        // SAFETY: checked non-NULL.
-        unsafe { *config_out = tether_sio_server_config::into_ptr(b) };
-        tether_result::Ok
-    })
+    tether_sio_server_config::new_default_into(config_out)
 }
 
 fn with_config(
     config: *mut tether_sio_server_config,
     f: impl FnOnce(&mut ServerConfig) -> Result<(), Fail>,
 ) -> tether_result {
-    guard(|| {
-        result((|| {
-            // SAFETY: a handle from tether_sio_server_config_new.
-            let c = unsafe { tether_sio_server_config::get_mut(config) }?;
-            f(c)
-        })())
-    })
+    tether_sio_server_config::with_mut(config, f)
 }
 
 fn positive_ms(v: u32, what: &str) -> Result<Duration, Fail> {

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tether_core::sio::Args;
 
 use crate::error::{Fail, tether_result};
+use crate::{guard, result};
 
 /// A borrowed UTF-8 string: `len` bytes at `data`. Strings handed to callbacks are
 /// valid for the duration of the call only; as a convenience they are also
@@ -448,6 +449,36 @@ pub(crate) trait BoxHandle {
             // SAFETY: the handle came from `into_ptr`.
             unsafe { drop(Box::from_raw(p as *mut Self::Inner)) }
         }
+    }
+
+    /// The body of a `..._config_new(out)`: a handle holding the defaults.
+    fn new_default_into(out: *mut *mut Self) -> tether_result
+    where
+        Self: Sized,
+        Self::Inner: Default,
+    {
+        guard(|| {
+            if out.is_null() {
+                return Fail::null("config_out").record();
+            }
+            // SAFETY: checked non-NULL.
+            unsafe { *out = Self::into_ptr(Box::default()) };
+            tether_result::Ok
+        })
+    }
+
+    /// The body of a setter: `f` on the handle's value, panics and errors recorded.
+    fn with_mut(p: *mut Self, f: impl FnOnce(&mut Self::Inner) -> Result<(), Fail>) -> tether_result
+    where
+        Self: Sized,
+    {
+        guard(|| {
+            result((|| {
+                // SAFETY: a handle from the matching `_new` (NULL is an error).
+                let c = unsafe { Self::get_mut(p) }?;
+                f(c)
+            })())
+        })
     }
 }
 

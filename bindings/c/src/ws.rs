@@ -66,27 +66,14 @@ impl BoxHandle for tether_ws_config {
 pub unsafe extern "C" fn tether_ws_config_new(
     config_out: *mut *mut tether_ws_config,
 ) -> tether_result {
-    guard(|| {
-        if config_out.is_null() {
-            return Fail::null("config_out").record();
-        }
-        // SAFETY: checked non-NULL.
-        unsafe { *config_out = tether_ws_config::into_ptr(Box::default()) };
-        tether_result::Ok
-    })
+    tether_ws_config::new_default_into(config_out)
 }
 
 fn with_config(
     config: *mut tether_ws_config,
     f: impl FnOnce(&mut WsCfg) -> Result<(), Fail>,
 ) -> tether_result {
-    guard(|| {
-        result((|| {
-            // SAFETY: a handle from tether_ws_config_new.
-            let c = unsafe { tether_ws_config::get_mut(config) }?;
-            f(c)
-        })())
-    })
+    tether_ws_config::with_mut(config, f)
 }
 
 fn invalid(msg: impl Into<String>) -> Fail {
