@@ -1727,8 +1727,8 @@ tether_result tether_ws_conn_send_binary(const struct tether_ws_conn *conn,
 /**
  * Start the closing handshake with `code` (1000 normal, 1001 going away, 1002-1003,
  * 1007-1014, or 3000-4999 for applications; others are TETHER_RESULT_INVALID_PARAMETER)
- * and `reason` (NULL: none; UTF-8, cut to 123 bytes). Queued messages go first (with a
- * full send queue the close waits for room); the on_close callback follows. Closing a
+ * and `reason` (NULL: none; UTF-8, cut to 123 bytes). Queued messages go first (the send queue keeps a
+ * slot for the close, so a full queue can still be closed); the on_close callback follows. Closing a
  * closed connection does nothing.
  */
 tether_result tether_ws_conn_close(const struct tether_ws_conn *conn,

@@ -519,26 +519,6 @@ impl ConnObj {
     }
 }
 
-/// Close `conn`, and keep asking while it stays open: `WsConn::close` queues the close
-/// behind the messages already waiting and is dropped when the send queue is full, so
-/// it is repeated (every 50 ms, for 10 s at most) until the queue has room for it.
-fn close_conn(rt: &Runtime, conn: &WsConn, code: u16, reason: &str) {
-    conn.close(code, reason);
-    if conn.is_closed() {
-        return;
-    }
-    let (c, r) = (conn.clone(), reason.to_owned());
-    rt.raw_handle().spawn(async move {
-        for _ in 0..200 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if c.is_closed() {
-                return;
-            }
-            c.close(code, &r);
-        }
-    });
-}
-
 // ---------------------------------------------------------------------------
 // Owner: what a server and a client share
 
@@ -586,7 +566,7 @@ impl Closable for Owner {
         }
         let conns: Vec<Arc<ConnObj>> = lock(&self.conns).values().cloned().collect();
         for c in conns {
-            close_conn(&self.rt, &c.conn, 1001, "going away");
+            c.conn.close(1001, "going away");
         }
     }
 
@@ -656,7 +636,7 @@ impl Owner {
             }
         });
         if self.closed.load(Ordering::Acquire) {
-            close_conn(&self.rt, &obj.conn, 1001, "going away");
+            obj.conn.close(1001, "going away");
         }
     }
 
@@ -1023,8 +1003,8 @@ pub unsafe extern "C" fn tether_ws_conn_send_binary(
 
 /// Start the closing handshake with `code` (1000 normal, 1001 going away, 1002-1003,
 /// 1007-1014, or 3000-4999 for applications; others are TETHER_RESULT_INVALID_PARAMETER)
-/// and `reason` (NULL: none; UTF-8, cut to 123 bytes). Queued messages go first (with a
-/// full send queue the close waits for room); the on_close callback follows. Closing a
+/// and `reason` (NULL: none; UTF-8, cut to 123 bytes). Queued messages go first (the send queue keeps a
+/// slot for the close, so a full queue can still be closed); the on_close callback follows. Closing a
 /// closed connection does nothing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tether_ws_conn_close(
@@ -1041,7 +1021,7 @@ pub unsafe extern "C" fn tether_ws_conn_close(
                 "{code} is not a close code an endpoint may send"
             )));
         }
-        close_conn(&c.rt, &c.conn, code, r);
+        c.conn.close(code, r);
         Ok(())
     })
 }
