@@ -106,8 +106,8 @@ async fn run(url: Option<String>) -> Result<(), String> {
         .emit_with_ack("echo", vec![json!("ping"), json!(1)], WAIT)
         .await
         .map_err(|e| e.to_string())?;
-    println!("ack: {:?}", reply.values);
-    if reply.values != vec![json!("ping"), json!(1)] {
+    println!("ack: {:?}", reply.values());
+    if reply.values() != vec![json!("ping"), json!(1)] {
         return Err("wrong ack".into());
     }
 

@@ -69,7 +69,7 @@ async fn namespace(client: &Client, nsp: &str, checks: &mut Checks) {
     let got = next(&mut auth_rx).await;
     checks.check(
         &format!("{nsp}: auth echoed"),
-        got.as_ref().map(|a| a.values.clone()) == Some(vec![auth.clone()]),
+        got.as_ref().map(|a| a.values().to_vec()) == Some(vec![auth.clone()]),
         format!("{got:?}"),
     );
 
@@ -83,7 +83,7 @@ async fn namespace(client: &Client, nsp: &str, checks: &mut Checks) {
     let got = next(&mut back_rx).await;
     checks.check(
         &format!("{nsp}: message-back text/numbers/object"),
-        got.as_ref().map(|a| a.values.clone()) == Some(sent.clone()),
+        got.as_ref().map(|a| a.values().to_vec()) == Some(sent.clone()),
         format!("{got:?}"),
     );
 
@@ -105,14 +105,14 @@ async fn namespace(client: &Client, nsp: &str, checks: &mut Checks) {
         .await;
     checks.check(
         &format!("{nsp}: message-with-ack"),
-        r.as_ref().map(|a| a.values.clone()).ok() == Some(ack_args),
+        r.as_ref().map(|a| a.values().to_vec()).ok() == Some(ack_args),
         format!("{r:?}"),
     );
 
     let bin = Args::new().bin(vec![9u8; 1000]).value(Value::Bool(true));
     let r = socket.emit_with_ack("message-with-ack", bin, WAIT).await;
     let ok = r.as_ref().is_ok_and(|a| {
-        a.binary(0).map(|b| b.len()) == Some(1000) && a.values.get(1) == Some(&json!(true))
+        a.binary(0).map(|b| b.len()) == Some(1000) && a.values().get(1) == Some(&json!(true))
     });
     checks.check(
         &format!("{nsp}: message-with-ack binary"),

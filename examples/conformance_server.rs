@@ -70,7 +70,7 @@ fn on_connection(socket: SocketRef) {
             Duration::from_millis(ms),
             move |r| {
                 let result = match r {
-                    Ok(args) => json!({ "ok": true, "args": args.values }),
+                    Ok(args) => json!({ "ok": true, "args": args.values() }),
                     Err(_) => json!({ "ok": false, "error": "timeout" }),
                 };
                 let _ = s2.emit("ack-result", &result);
@@ -97,7 +97,7 @@ fn on_connection(socket: SocketRef) {
         let Some(room) = ev.args.str(0).map(str::to_owned) else {
             return;
         };
-        ev.args.values.remove(0);
+        ev.args.values_mut().remove(0);
         let _ = s.ns().to(room).emit_args("room-message", ev.args);
     });
     socket.on("broadcast", |s, ev| {
@@ -107,7 +107,7 @@ fn on_connection(socket: SocketRef) {
         let Some(to) = ev.args.str(0).map(str::to_owned) else {
             return;
         };
-        ev.args.values[0] = Value::String(s.id().to_string());
+        ev.args.values_mut()[0] = Value::String(s.id().to_string());
         let _ = s.ns().to(to).emit_args("private-message", ev.args);
     });
     socket.on("disconnect-me", |s, _| s.disconnect());

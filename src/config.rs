@@ -284,7 +284,10 @@ impl Default for SioConfig {
     fn default() -> Self {
         SioConfig {
             connect_timeout: Duration::from_millis(45_000),
-            decoder: DecoderConfig::default(),
+            decoder: DecoderConfig {
+                raw_args: true,
+                ..DecoderConfig::default()
+            },
             serve_client: true,
             event_rate: None,
             max_dynamic_namespaces_per_connection: 16,

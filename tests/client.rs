@@ -123,7 +123,7 @@ impl Inbox {
 
     /// Whether any occurrence so far had exactly these JSON arguments.
     fn saw(&self, values: &[Value]) -> bool {
-        lock(&self.all).iter().any(|a| a.values == values)
+        lock(&self.all).iter().any(|a| a.values() == values)
     }
 }
 
@@ -409,7 +409,7 @@ fn on_connection(socket: SocketRef) {
             Duration::from_millis(ms),
             move |r| {
                 let result = match r {
-                    Ok(args) => json!({ "ok": true, "args": args.values }),
+                    Ok(args) => json!({ "ok": true, "args": args.values() }),
                     Err(_) => json!({ "ok": false, "error": "timeout" }),
                 };
                 let _ = s2.emit("ack-result", &result);
@@ -506,7 +506,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     {
         let log = outgoing.clone();
         main.on_any_outgoing(move |_, name, args| {
-            lock(&log).push((name.to_owned(), args.values.clone()))
+            lock(&log).push((name.to_owned(), args.values().to_vec()))
         });
     }
     // The server's ack request is answered late, from another OS thread.
@@ -514,7 +514,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     let (late_tx, mut late_rx) =
         mpsc::unbounded_channel::<(Result<(), String>, Result<(), AckSendError>)>();
     main.on("need-ack", move |_, ev| {
-        let _ = need_ack_tx.send((ev.args.values.clone(), ev.ack.is_some()));
+        let _ = need_ack_tx.send((ev.args.values().to_vec(), ev.ack.is_some()));
         if let Some(ack) = ev.ack {
             let late_tx = late_tx.clone();
             std::thread::spawn(move || {
@@ -557,12 +557,12 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     let main_id = main.id().expect("socket id while connected");
     let eid = client.engine_id().expect("engine id while connected");
     assert_eq!(
-        main_auth.next().await.values,
+        main_auth.next().await.values(),
         vec![json!({ "token": "main" })],
         "{ctx}: auth echo on /"
     );
     assert_eq!(
-        main_back.next().await.values,
+        main_back.next().await.values(),
         vec![json!("buffered-before-connect")],
         "{ctx}: the offline buffer is flushed on connect"
     );
@@ -589,7 +589,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
         "{ctx}: one Engine.IO connection for both namespaces"
     );
     assert_eq!(
-        custom_auth.next().await.values,
+        custom_auth.next().await.values(),
         vec![json!({ "token": "custom", "n": 2 })],
         "{ctx}: auth echo on /custom"
     );
@@ -667,7 +667,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     ];
     main.emit_args("message", sent.clone())
         .unwrap_or_else(|e| panic!("{ctx}: emit: {e}"));
-    assert_eq!(main_back.next().await.values, sent, "{ctx}: message-back");
+    assert_eq!(main_back.next().await.values(), sent, "{ctx}: message-back");
     let sent_custom = vec![
         json!("custom"),
         json!({ "nested": { "deep": [1, "two", 3.5] } }),
@@ -676,14 +676,14 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
         .emit_args("message", sent_custom.clone())
         .unwrap_or_else(|e| panic!("{ctx}: emit on /custom: {e}"));
     assert_eq!(
-        custom_back.next().await.values,
+        custom_back.next().await.values(),
         sent_custom,
         "{ctx}: message-back on /custom"
     );
     main.emit("message", &json!({ "single": "argument" }))
         .unwrap_or_else(|e| panic!("{ctx}: emit: {e}"));
     assert_eq!(
-        main_back.next().await.values,
+        main_back.next().await.values(),
         vec![json!({ "single": "argument" })],
         "{ctx}"
     );
@@ -716,19 +716,19 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     )
     .unwrap_or_else(|e| panic!("{ctx}: emit binary-echo: {e}"));
     let got = main_bin.next().await;
-    assert_eq!(got.len(), 4, "{ctx}: binary-back arity: {:?}", got.values);
+    assert_eq!(got.len(), 4, "{ctx}: binary-back arity: {:?}", got.values());
     assert_eq!(
         got.binary(3).map(|b| b.len()),
         Some(0),
         "{ctx}: empty binary: {:?}",
-        got.values
+        got.values()
     );
     assert_eq!(
         got.binary(0).map(|b| b.to_vec()),
         Some(vec![1u8, 2, 3]),
         "{ctx}"
     );
-    assert_eq!(got.values[1], json!({ "k": 1 }), "{ctx}");
+    assert_eq!(got.values()[1], json!({ "k": 1 }), "{ctx}");
     assert_eq!(
         got.binary(2).map(|b| b.len()),
         Some(big.len()),
@@ -745,7 +745,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     )
     .await
     .unwrap_or_else(|e| panic!("{ctx}: emit_with_ack: {e}"));
-    assert_eq!(r.values, ack_args, "{ctx}: ack");
+    assert_eq!(r.values(), ack_args, "{ctx}: ack");
     let r = within(
         long,
         "emit_with_ack binary",
@@ -762,7 +762,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
         Some(vec![9u8; 1000]),
         "{ctx}"
     );
-    assert_eq!(r.values.get(1), Some(&json!(true)), "{ctx}");
+    assert_eq!(r.values().get(1), Some(&json!(true)), "{ctx}");
     let (cb_tx, mut cb_rx) = mpsc::unbounded_channel();
     custom
         .emit_with_ack_cb(
@@ -777,7 +777,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     let r = recv(&mut cb_rx, "ack callback")
         .await
         .unwrap_or_else(|e| panic!("{ctx}: ack via callback: {e}"));
-    assert_eq!(r.values, vec![json!("cb"), json!(7)], "{ctx}");
+    assert_eq!(r.values(), vec![json!("cb"), json!(7)], "{ctx}");
     // The server does not acknowledge `message`: the timeout fires.
     let t0 = Instant::now();
     let r = within(
@@ -787,16 +787,16 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     )
     .await;
     if flavor.acks_every_event {
-        assert_eq!(r.map(|a| a.values), Ok(vec![]), "{ctx}");
+        assert_eq!(r.map(|a| a.into_values()), Ok(vec![]), "{ctx}");
     } else {
-        assert_eq!(r.map(|a| a.values), Err(AckError::Timeout), "{ctx}");
+        assert_eq!(r.map(|a| a.into_values()), Err(AckError::Timeout), "{ctx}");
         assert!(
             t0.elapsed() >= Duration::from_millis(250),
             "{ctx}: timeout too early"
         );
     }
     assert_eq!(
-        main_back.next().await.values,
+        main_back.next().await.values(),
         vec![json!("no-ack")],
         "{ctx}"
     );
@@ -814,7 +814,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
         "{ctx}: a second ack.send: {second:?}"
     );
     assert_eq!(
-        main_ack_result.next().await.values,
+        main_ack_result.next().await.values(),
         vec![json!({ "ok": true, "args": ["late", 42] })],
         "{ctx}: ack-result"
     );
@@ -838,7 +838,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
     main.emit_volatile("message", vec![json!("volatile-while-connected")])
         .unwrap_or_else(|e| panic!("{ctx}: emit_volatile: {e}"));
     assert_eq!(
-        main_back.next().await.values,
+        main_back.next().await.values(),
         vec![json!("volatile-while-connected")],
         "{ctx}: a volatile emit while connected is sent"
     );
@@ -851,7 +851,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
         .await
         .unwrap_or_else(|e| panic!("{ctx}: /refuse with the good token: {e}"));
     assert_eq!(
-        refuse_auth.next().await.values,
+        refuse_auth.next().await.values(),
         vec![json!({ "token": "good" })],
         "{ctx}"
     );
@@ -859,7 +859,7 @@ async fn core_scenarios(url: &str, mode: Mode, flavor: &Flavor) {
         .emit_args("message", vec![json!("let in")])
         .unwrap_or_else(|e| panic!("{ctx}: emit on /refuse: {e}"));
     assert_eq!(
-        refuse_back.next().await.values,
+        refuse_back.next().await.values(),
         vec![json!("let in")],
         "{ctx}"
     );
@@ -1070,7 +1070,7 @@ async fn reconnect_after_kill(mode: Mode) {
         .await
         .unwrap_or_else(|e| panic!("{ctx}: connect: {e}"));
     assert_eq!(
-        auth.next().await.values,
+        auth.next().await.values(),
         vec![json!({ "token": "token-1" })],
         "{ctx}"
     );
@@ -1085,7 +1085,7 @@ async fn reconnect_after_kill(mode: Mode) {
     socket
         .emit_args("message", vec![json!("before")])
         .expect("emit");
-    assert_eq!(back.next().await.values, vec![json!("before")], "{ctx}");
+    assert_eq!(back.next().await.values(), vec![json!("before")], "{ctx}");
 
     // Kill -9 the server; emit while it is down.
     server.kill();
@@ -1118,14 +1118,14 @@ async fn reconnect_after_kill(mode: Mode) {
     let calls = auth_calls.load(SeqCst);
     assert!(calls >= 2, "{ctx}: auth_fn called {calls} times");
     assert_eq!(
-        auth.next().await.values,
+        auth.next().await.values(),
         vec![json!({ "token": format!("token-{calls}") })],
         "{ctx}: the new server sees the fresh token"
     );
     for i in 1..=20 {
         let got = back.next().await;
         assert_eq!(
-            got.values,
+            got.values(),
             vec![json!("seq"), json!(i)],
             "{ctx}: buffered emits in order, exactly once"
         );
@@ -1134,7 +1134,7 @@ async fn reconnect_after_kill(mode: Mode) {
         .emit_args("message", vec![json!("after")])
         .expect("emit");
     assert_eq!(
-        back.next().await.values,
+        back.next().await.values(),
         vec![json!("after")],
         "{ctx}: nothing between the buffered emits and a new one"
     );
@@ -1745,7 +1745,7 @@ async fn hostile(mode: Mode) {
         socket
             .emit_args("message", vec![json!(case.name)])
             .unwrap_or_else(|e| panic!("{ctx}: emit: {e}"));
-        assert_eq!(back.next().await.values, vec![json!(case.name)], "{ctx}");
+        assert_eq!(back.next().await.values(), vec![json!(case.name)], "{ctx}");
         client.close();
     }
     assert_no_foreign_panics();
@@ -2043,7 +2043,7 @@ async fn event_before_connect_is_delivered_after_connect() {
     let socket = client.socket("/");
     let (tx, mut rx) = mpsc::unbounded_channel();
     socket.on("early", move |s, ev| {
-        let _ = tx.send((s.connected(), s.id(), ev.args.values));
+        let _ = tx.send((s.connected(), s.id(), ev.args.into_values()));
     });
     within(WAIT * 2, "connect", socket.connect())
         .await
@@ -2124,14 +2124,14 @@ async fn recovers_state(node: bool, mode: Mode) {
         .emit_with_ack("join", vec![json!("r1")], WAIT)
         .await
         .expect("join ack");
-    assert_eq!(joined.values, vec![json!(true)]);
+    assert_eq!(joined.values(), vec![json!(true)]);
     // One broadcast before the drop: the client learns an offset.
     b.emit_args("to-room", vec![json!("r1"), json!("before")])
         .unwrap();
     let got = room.next().await;
-    assert_eq!(got.values[0], json!("before"));
+    assert_eq!(got.values()[0], json!("before"));
     assert!(
-        got.values.get(1).is_some_and(Value::is_string),
+        got.values().get(1).is_some_and(Value::is_string),
         "offset: {got:?}"
     );
 
@@ -2151,17 +2151,17 @@ async fn recovers_state(node: bool, mode: Mode) {
     );
     assert!(a.recovered(), "{}: state not recovered", server.name);
     assert_eq!(a.id().as_ref(), Some(&first_id), "same id after recovery");
-    assert_eq!(room.next().await.values[0], json!("missed-1"));
-    assert_eq!(all.next().await.values[0], json!("missed-2"));
+    assert_eq!(room.next().await.values()[0], json!("missed-1"));
+    assert_eq!(all.next().await.values()[0], json!("missed-2"));
     let rec = a
         .emit_with_ack("recovered", Vec::<Value>::new(), WAIT)
         .await
         .expect("recovered ack");
-    assert_eq!(rec.values, vec![json!(true), json!(first_id.as_str())]);
+    assert_eq!(rec.values(), vec![json!(true), json!(first_id.as_str())]);
     // The room survived: new room messages arrive, and nothing else was replayed.
     b.emit_args("to-room", vec![json!("r1"), json!("after")])
         .unwrap();
-    assert_eq!(room.next().await.values[0], json!("after"));
+    assert_eq!(room.next().await.values()[0], json!("after"));
     assert!(!room.saw(&[json!("not-for-a")]));
     ca.close();
     cb.close();

@@ -436,11 +436,11 @@ async fn tether_node_on(adapter: NodeAdapter, name: &'static str) -> TetherNode 
     io.of("/")
         .on_server_side_emit("ping-server", move |_, ev| {
             if let Some(ack) = ev.ack {
-                ack.send(&json!({"node": name, "arg": ev.args.values.first()}));
+                ack.send(&json!({"node": name, "arg": ev.args.values().first()}));
             }
         })
         .on_server_side_emit("hello", move |_, ev| {
-            lock(&h).push(Value::Array(ev.args.values))
+            lock(&h).push(Value::Array(ev.args.into_values()))
         });
     adapter
         .ready(Duration::from_secs(5))
@@ -488,7 +488,7 @@ impl Peer {
         let label = label.to_owned();
         sock.on("ask", move |_, ev| {
             if let Some(ack) = ev.ack {
-                let _ = ack.send_one(&json!({"from": label, "arg": ev.args.values.first()}));
+                let _ = ack.send_one(&json!({"from": label, "arg": ev.args.values().first()}));
             }
         });
         let (dtx, disconnects) = mpsc::unbounded_channel();
@@ -562,7 +562,7 @@ impl Peer {
         )
         .await
         .unwrap_or_else(|e| panic!("ctl:{op}: {e}"));
-        r.values.into_iter().next().unwrap_or(Value::Null)
+        r.into_values().into_iter().next().unwrap_or(Value::Null)
     }
 }
 
@@ -601,9 +601,9 @@ async fn r1_news_and_flags(b: &TetherNode, ca: &mut Peer, cb: &mut Peer) {
         .value(json!({"n": 1.5}));
     b.io.to("r1").emit_args("news", args).unwrap();
     let got = ca.expect("news").await;
-    assert_eq!(got.values[0], json!("hi"));
+    assert_eq!(got.values()[0], json!("hi"));
     assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![1, 2, 3]));
-    assert_eq!(got.values[2], json!({"n": 1.5}));
+    assert_eq!(got.values()[2], json!({"n": 1.5}));
     cb.expect_none("news", Duration::from_millis(200)).await;
 
     // except, local.
@@ -672,7 +672,7 @@ async fn t_room_news(t: &TetherNode, ct: &mut Peer, cn: &mut Peer) {
         .emit_args("news", Args::new().value(json!("from T")).bin(vec![9u8, 8]))
         .unwrap();
     let got = cn.expect("news").await;
-    assert_eq!(got.values[0], json!("from T"));
+    assert_eq!(got.values()[0], json!("from T"));
     assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![9, 8]));
     ct.expect_none("news", Duration::from_millis(150)).await;
 }
@@ -704,7 +704,7 @@ async fn ask_everyone(io: &Io, arg: u64, expected: &[&str]) -> tether::sio::Broa
     let mut froms: Vec<String> = acks
         .responses
         .iter()
-        .map(|(_, a)| a.values[0]["from"].as_str().unwrap_or("").to_owned())
+        .map(|(_, a)| a.values()[0]["from"].as_str().unwrap_or("").to_owned())
         .collect();
     froms.sort();
     assert_eq!(froms, expected);
@@ -976,11 +976,11 @@ async fn two_tether_nodes() {
     // The chat example's events across nodes.
     ca.sock.emit("chat message", &"hello all").unwrap();
     assert_eq!(
-        cb.expect("chat message").await.values[0],
+        cb.expect("chat message").await.values()[0],
         json!("hello all")
     );
     assert_eq!(
-        ca.expect("chat message").await.values[0],
+        ca.expect("chat message").await.values()[0],
         json!("hello all")
     );
     cb.sock.emit("joinRoom", &"lobby").unwrap();
@@ -995,7 +995,7 @@ async fn two_tether_nodes() {
         )
         .unwrap();
     let m = cb.expect("roomMessage").await;
-    assert_eq!(m.values[0], json!({"sender": ida, "message": "in lobby"}));
+    assert_eq!(m.values()[0], json!({"sender": ida, "message": "in lobby"}));
     cb.sock
         .emit(
             "privateMessage",
@@ -1003,7 +1003,7 @@ async fn two_tether_nodes() {
         )
         .unwrap();
     let m = ca.expect("privateMessage").await;
-    assert_eq!(m.values[0], json!({"sender": idb, "message": "psst"}));
+    assert_eq!(m.values()[0], json!({"sender": idb, "message": "psst"}));
 
     // fetchSockets from A lists both, with handshake, rooms and data.
     let (list, in_r1) = fetch_on_two_nodes(&a, &b, &ida, &idb).await;
@@ -1081,7 +1081,10 @@ async fn mixed_cluster_with_node() {
     )
     .await;
     let got = ct.expect("news").await;
-    assert_eq!(got.values, vec![json!("from N"), json!({"deep": [1, 2.5]})]);
+    assert_eq!(
+        got.values(),
+        vec![json!("from N"), json!({"deep": [1, 2.5]})]
+    );
     // except, from Node.
     cn.ctl(
         "emit",
@@ -1094,13 +1097,13 @@ async fn mixed_cluster_with_node() {
     // Chat across implementations.
     ct.sock.emit("chat message", &"tether says hi").unwrap();
     assert_eq!(
-        cn.expect("chat message").await.values[0],
+        cn.expect("chat message").await.values()[0],
         json!("tether says hi")
     );
     cn.sock.emit("chat message", &"node says hi").unwrap();
     let mut texts = vec![];
     for _ in 0..2 {
-        texts.push(ct.expect("chat message").await.values[0].clone());
+        texts.push(ct.expect("chat message").await.values()[0].clone());
     }
     assert!(texts.contains(&json!("node says hi")), "{texts:?}");
     cn.sock
@@ -1110,7 +1113,7 @@ async fn mixed_cluster_with_node() {
         )
         .unwrap();
     assert_eq!(
-        ct.expect("privateMessage").await.values[0],
+        ct.expect("privateMessage").await.values()[0],
         json!({"sender": idn, "message": "psst"})
     );
 
@@ -1296,7 +1299,7 @@ async fn behind_nginx_sticky_sessions() {
             .emit("chat message", &text)
             .unwrap();
         for p in polls.iter_mut().chain(wss.iter_mut()) {
-            assert_eq!(p.expect("chat message").await.values[0], json!(text));
+            assert_eq!(p.expect("chat message").await.values()[0], json!(text));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1380,7 +1383,7 @@ async fn emitters_reach_both_nodes() {
         .unwrap();
     for c in [&mut ct, &mut cn] {
         let got = c.expect("from-emitter").await;
-        assert_eq!(got.values[0], json!("all"));
+        assert_eq!(got.values()[0], json!("all"));
         assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![4, 2]));
     }
     // socketsJoin through the emitter, then to that room (one on each node), except one.
@@ -1434,7 +1437,7 @@ async fn emitters_reach_both_nodes() {
     .await;
     for c in [&mut ct, &mut cn] {
         let got = c.expect("from-node-emitter").await;
-        assert_eq!(got.values[0], json!("x"));
+        assert_eq!(got.values()[0], json!("x"));
         assert_eq!(got.binary(1).map(|b| b.to_vec()), Some(vec![1, 2]));
     }
     node_emitter(
@@ -1572,7 +1575,7 @@ async fn sharded_two_tether_nodes() {
             .await;
     assert!(acks.is_complete(), "{acks:?}");
     assert_eq!(acks.responses.len(), 1);
-    assert_eq!(acks.responses[0].1.values[0]["from"], json!("ca"));
+    assert_eq!(acks.responses[0].1.values()[0]["from"], json!("ca"));
 
     // socketsLeave: A's socket leaves r1, A drops the room's channel.
     b.io.of("/").to(ida.clone()).leave("r1");
@@ -1615,7 +1618,10 @@ async fn sharded_mixed_cluster_with_node() {
     )
     .await;
     let got = ct.expect("news").await;
-    assert_eq!(got.values, vec![json!("from N"), json!({"deep": [1, 2.5]})]);
+    assert_eq!(
+        got.values(),
+        vec![json!("from N"), json!({"deep": [1, 2.5]})]
+    );
     // A room joined locally on tether: the channel follows, Node's broadcast arrives.
     ct.sock.emit("joinRoom", &"lobby").unwrap();
     eventually(Duration::from_secs(3), "joinRoom", || {
@@ -1630,7 +1636,7 @@ async fn sharded_mixed_cluster_with_node() {
         )
         .unwrap();
     assert_eq!(
-        ct.expect("roomMessage").await.values[0],
+        ct.expect("roomMessage").await.values()[0],
         json!({"sender": idn, "message": "in lobby"})
     );
     // except, from Node; a private message (a socket id: the namespace's channel).
@@ -1648,12 +1654,12 @@ async fn sharded_mixed_cluster_with_node() {
         )
         .unwrap();
     assert_eq!(
-        ct.expect("privateMessage").await.values[0],
+        ct.expect("privateMessage").await.values()[0],
         json!({"sender": idn, "message": "psst"})
     );
     ct.sock.emit("chat message", &"tether says hi").unwrap();
     assert_eq!(
-        cn.expect("chat message").await.values[0],
+        cn.expect("chat message").await.values()[0],
         json!("tether says hi")
     );
 
@@ -1897,7 +1903,7 @@ async fn sharded_dynamic_private_with_node() {
         )
         .unwrap();
     assert_eq!(
-        ct.expect("privateMessage").await.values[0],
+        ct.expect("privateMessage").await.values()[0],
         json!({"sender": idn, "message": "to T"})
     );
     ct.sock
@@ -1907,7 +1913,7 @@ async fn sharded_dynamic_private_with_node() {
         )
         .unwrap();
     assert_eq!(
-        cn.expect("privateMessage").await.values[0],
+        cn.expect("privateMessage").await.values()[0],
         json!({"sender": idt, "message": "to N"})
     );
     // The socket's channel goes with it.

@@ -910,7 +910,7 @@ fn watched(url: &str, i: usize, reconnection: Reconnection, open_timeout: Durati
     };
     let e = w.echoes.clone();
     w.socket.on("message-back", move |_, ev| {
-        lock(&e).push(ev.args.values);
+        lock(&e).push(ev.args.into_values());
     });
     let d = w.disconnects.clone();
     w.socket.on_disconnect(move |_, r| {
@@ -1853,8 +1853,8 @@ async fn churn_cycle(addr: SocketAddr, i: usize) -> R<()> {
             .await;
             client.close();
             let args = r?;
-            if args.values != [json!(i)] {
-                return Err(format!("ack {:?}", args.values));
+            if args.values() != [json!(i)] {
+                return Err(format!("ack {:?}", args.values()));
             }
         }
     }

@@ -1355,7 +1355,7 @@ async fn emits_and_acks_both_ways() {
     assert_eq!(q, format!(r#"42{id}["question",7]"#));
     ws.send(&format!(r#"43{id}["answer",{{"x":true}}]"#));
     let reply = within(WAIT, "ack", ask).await.unwrap().expect("ack");
-    assert_eq!(reply.values, vec![json!("answer"), json!({ "x": true })]);
+    assert_eq!(reply.values(), vec![json!("answer"), json!({ "x": true })]);
 
     // Unanswered: times out.
     let s = socket.clone();
@@ -1436,7 +1436,7 @@ async fn broadcast_ack_with_a_silent_member() {
             .iter()
             .find(|(id, _)| id.as_str() == sid)
             .unwrap_or_else(|| panic!("no reply from {sid}: {:?}", acks.responses));
-        assert_eq!(args.values, vec![json!("vote"), json!(k)]);
+        assert_eq!(args.values(), vec![json!("vote"), json!(k)]);
     }
     for (ws, _) in members {
         ws.close().await;

@@ -447,10 +447,12 @@ proptest! {
 
     #[test]
     fn socketio_packets_round_trip(p in sio_packet()) {
-        let config = DecoderConfig { max_attachments: 8, max_json_depth: 32 };
+        for raw_args in [false, true] {
+        let config = DecoderConfig { max_attachments: 8, max_json_depth: 32, raw_args };
         checks::sio_round_trip(&p, config);
         // The same through the fuzz target's path, with the decoder's own invariants.
         prop_assert_eq!(checks::sio_sequence(config, &frames_as_inputs(&p)), 1);
+        }
     }
 
     #[test]

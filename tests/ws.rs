@@ -1221,7 +1221,7 @@ async fn sio_over_tls(transports: &[TransportType], upgrade: bool) {
     let socket = client.socket("/");
     let (tx, mut rx) = mpsc::unbounded_channel();
     socket.on("chat message", move |_, ev| {
-        let _ = tx.send(ev.args.values.clone());
+        let _ = tx.send(ev.args.values().to_vec());
     });
     within(WAIT * 2, "socket.connect over TLS", socket.connect())
         .await

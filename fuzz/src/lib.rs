@@ -270,11 +270,24 @@ pub enum SioInput {
 }
 
 /// The decoder limits coded by one byte: `max_attachments` 0..=7, `max_json_depth` 1..=32.
+/// The low bit also chooses `raw_args` (checked text instead of parsed values).
 pub fn sio_config(b: u8) -> DecoderConfig {
     DecoderConfig {
         max_attachments: usize::from(b % 8),
         max_json_depth: 1 + usize::from(b / 8 % 32),
+        raw_args: b % 2 == 1,
     }
+}
+
+/// `p` with a [`socketio::Packet::raw`] payload turned into `data` (the form a decoder
+/// without `raw_args` returns).
+pub fn sio_as_values(p: &socketio::Packet) -> socketio::Packet {
+    let mut q = p.clone();
+    if q.raw.is_some() {
+        q.data = p.data_value().map(|v| v.into_owned());
+        q.raw = None;
+    }
+    q
 }
 
 /// Splits fuzz bytes into decoder inputs: the first byte is the config ([`sio_config`]), the
@@ -304,24 +317,47 @@ pub fn socketio_decoder(data: &[u8]) {
 /// how many packets were decoded.
 pub fn sio_sequence(config: DecoderConfig, inputs: &[SioInput]) -> usize {
     let mut d = Decoder::new(config);
+    // The oracle for `raw_args`: the same decoder parsing values must accept and refuse
+    // the same inputs, with the same packets and errors.
+    let mut plain = Decoder::new(DecoderConfig {
+        raw_args: false,
+        ..config
+    });
     let mut fed: Vec<Bytes> = Vec::new();
     let mut decoded = 0;
     for input in inputs {
-        let out = match input {
+        let (out, oracle) = match input {
             SioInput::Text(t) => {
                 fed.clear();
-                d.decode_text(t)
+                (d.decode_text(t), plain.decode_text(t))
             }
             SioInput::Binary(b) => {
                 fed.push(b.clone());
-                d.decode_binary(b.clone())
+                (d.decode_binary(b.clone()), plain.decode_binary(b.clone()))
             }
             SioInput::Reset => {
                 d.reset();
+                plain.reset();
                 assert!(!d.has_pending());
                 continue;
             }
         };
+        assert_eq!(
+            out.clone().map(|o| o.map(|p| sio_as_values(&p))),
+            oracle,
+            "raw_args changed the outcome of {input:?}"
+        );
+        if let Ok(Some(p)) = &out
+            && let Some(raw) = &p.raw
+        {
+            assert!(!config.raw_args || p.attachments.is_empty());
+            assert!(config.raw_args);
+            assert!(matches!(p.kind, PacketType::Event | PacketType::Ack));
+            let v: Value = serde_json::from_str(&raw.args).expect("raw args are JSON");
+            assert!(v.is_array());
+            assert_eq!(raw.name.is_some(), p.kind == PacketType::Event);
+        }
+        let out = out.map(|o| o.map(|p| sio_as_values(&p)));
         match out {
             Ok(Some(p)) => {
                 assert!(!d.has_pending());
@@ -445,7 +481,12 @@ pub fn sio_round_trip(p: &socketio::Packet, config: DecoderConfig) {
         assert_eq!(out, Ok(None), "{text:?}");
         out = d.decode_binary(b.clone());
     }
-    assert_eq!(out, Ok(Some(expected)), "round trip of {p:?} via {text:?}");
+    let out = out.map(|o| o.map(|q| sio_as_values(&q)));
+    assert_eq!(
+        out,
+        Ok(Some(sio_as_values(&expected))),
+        "round trip of {p:?} via {text:?}"
+    );
     assert!(!d.has_pending());
 }
 

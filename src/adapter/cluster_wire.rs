@@ -111,7 +111,7 @@ pub(crate) fn options_json(o: &BroadcastOptions) -> Value {
 pub(crate) fn packet_json(p: &Packet) -> (Value, &[Bytes]) {
     let v = json!({
         "type": PacketType::Event as u8,
-        "data": p.data.clone().unwrap_or(Value::Null),
+        "data": p.data_value().map_or(Value::Null, |d| d.into_owned()),
     });
     (v, &p.attachments)
 }

@@ -152,7 +152,7 @@ impl RedisEmitter {
     ) -> Result<(), AdapterError> {
         let args = args.into();
         let mut data = vec![Value::String(event.to_owned())];
-        data.extend(args.values);
+        data.extend(args.into_values());
         let req = json!({"uid": UID, "type": wire::SERVER_SIDE_EMIT, "data": data});
         self.publish(self.channels().request, req.to_string().into_bytes())
             .await
@@ -247,15 +247,7 @@ impl EmitterOperator {
             )));
         }
         let args = args.into();
-        let mut values = Vec::with_capacity(args.values.len() + 1);
-        values.push(Value::String(event.to_owned()));
-        values.extend(args.values);
-        let packet = crate::proto::socketio::Packet::event(
-            self.emitter.nsp.clone(),
-            Value::Array(values),
-            args.bins,
-            None,
-        );
+        let packet = crate::sio::socket::event_packet(&self.emitter.nsp, event, args, None);
         let ch = self.emitter.channels();
         let msg = wire::encode_broadcast(UID, &packet, &self.opts);
         self.emitter

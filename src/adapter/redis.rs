@@ -996,10 +996,7 @@ impl Shared {
                 Some(wire::BROADCAST_ACK) => {
                     let mut bins = Vec::new();
                     let v = packet.map_or(Value::Null, |p| wire::mp_to_json(&p, &mut bins));
-                    acks.reply(Args {
-                        values: vec![v],
-                        bins,
-                    });
+                    acks.reply(Args::from_parts(vec![v], bins));
                 }
                 _ => {}
             }
@@ -1035,24 +1032,16 @@ pub(super) fn ask_local(
     reply: impl Fn(Value, Vec<bytes::Bytes>) + Send + Sync + 'static,
 ) -> usize {
     let op = BroadcastOperator::from_options(ns.clone(), opts);
-    let Packet {
-        nsp,
-        data,
-        attachments,
-        ..
-    } = packet;
-    let packet = Packet::event(
-        nsp,
-        data.unwrap_or(Value::Null),
-        attachments,
-        Some(ns.next_ack_id()),
-    );
+    let mut packet = packet;
+    packet.id = Some(ns.next_ack_id());
     op.deliver_with_ack(
         &packet,
         timeout,
         Arc::new(move |_sid: Str, r| {
-            if let Ok(Args { values, bins }) = r {
-                reply(values.into_iter().next().unwrap_or(Value::Null), bins);
+            if let Ok(mut args) = r {
+                let bins = std::mem::take(&mut args.bins);
+                let first = args.into_values().into_iter().next();
+                reply(first.unwrap_or(Value::Null), bins);
             }
         }),
     )

@@ -609,10 +609,7 @@ impl Shared {
                     acks.server_replied(n.unwrap_or(0) as usize);
                 } else {
                     let v = m.data.get("packet").cloned().unwrap_or(Value::Null);
-                    acks.reply(crate::sio::Args {
-                        values: vec![v],
-                        bins: m.bins,
-                    });
+                    acks.reply(crate::sio::Args::from_parts(vec![v], m.bins));
                 }
             }
             cw::FETCH_SOCKETS_RESPONSE | cw::SERVER_SIDE_EMIT_RESPONSE => {

@@ -254,9 +254,8 @@ pub(crate) fn packet_to_mp(p: &Packet, with_nsp: bool) -> rmpv::Value {
     let mut m = vec![(mp_str("type"), rmpv::Value::from(kind as u8))];
     m.push((
         mp_str("data"),
-        p.data
-            .as_ref()
-            .map_or(rmpv::Value::Nil, |d| json_to_mp(d, &p.attachments)),
+        p.data_value()
+            .map_or(rmpv::Value::Nil, |d| json_to_mp(&d, &p.attachments)),
     ));
     if with_nsp {
         m.push((mp_str("nsp"), mp_str(p.nsp.as_str())));

@@ -6,6 +6,7 @@
 
 pub mod engineio;
 pub mod json;
+pub mod rawjson;
 pub mod socketio;
 mod str;
 pub mod wsframe;

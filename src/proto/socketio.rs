@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use super::Str;
 use super::engineio::Frame;
 use super::json::exceeds_depth;
+use super::rawjson::{self, array_inner};
 
 /// Longest namespace accepted by the [`Decoder`], in bytes (leading `'/'` included).
 pub const MAX_NAMESPACE_LEN: usize = 256;
@@ -105,6 +106,20 @@ pub struct Packet {
     pub data: Option<Value>,
     /// Binary attachments, referenced from `data` by `{"_placeholder":true,"num":N}`.
     pub attachments: Vec<Bytes>,
+    /// Set instead of `data` for a text (non-binary) event or ack whose JSON is kept as
+    /// checked text: decoded with [`DecoderConfig::raw_args`], or built with
+    /// [`Packet::raw_event`] / [`Packet::raw_ack`]. `data` is then `None`;
+    /// [`Packet::data_value`] parses it.
+    pub raw: Option<RawArgs>,
+}
+
+/// The JSON of an event or ack kept as text (see [`Packet::raw`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawArgs {
+    /// The event name (unescaped); `None` for an ack.
+    pub name: Option<String>,
+    /// The arguments: the text of a valid JSON array, with no placeholder objects.
+    pub args: String,
 }
 
 /// The placeholder object standing for attachment `num`: `{"_placeholder":true,"num":num}`.
@@ -159,6 +174,7 @@ impl Packet {
             id: None,
             data,
             attachments: Vec::new(),
+            raw: None,
         }
     }
 
@@ -170,6 +186,7 @@ impl Packet {
             id: None,
             data: None,
             attachments: Vec::new(),
+            raw: None,
         }
     }
 
@@ -182,6 +199,7 @@ impl Packet {
             id,
             data: Some(data),
             attachments,
+            raw: None,
         }
     }
 
@@ -194,6 +212,59 @@ impl Packet {
             id: Some(id),
             data: Some(data),
             attachments,
+            raw: None,
+        }
+    }
+
+    /// An event whose arguments are the JSON array text `args`, which the caller has
+    /// checked (valid JSON, an array, no placeholder objects: see
+    /// [`super::rawjson::check_array`]); it is written to the wire as it is.
+    pub fn raw_event(nsp: Str, name: &str, args: String, id: Option<u64>) -> Packet {
+        Packet {
+            kind: PacketType::Event,
+            nsp,
+            id,
+            data: None,
+            attachments: Vec::new(),
+            raw: Some(RawArgs {
+                name: Some(name.to_owned()),
+                args,
+            }),
+        }
+    }
+
+    /// An acknowledgement of `id` whose arguments are the checked JSON array text `args`
+    /// (as for [`Packet::raw_event`]).
+    pub fn raw_ack(nsp: Str, id: u64, args: String) -> Packet {
+        Packet {
+            kind: PacketType::Ack,
+            nsp,
+            id: Some(id),
+            data: None,
+            attachments: Vec::new(),
+            raw: Some(RawArgs { name: None, args }),
+        }
+    }
+
+    /// The JSON payload as a value: `data`, or the [`Packet::raw`] text parsed (events as
+    /// `["name", ...args]`).
+    pub fn data_value(&self) -> Option<std::borrow::Cow<'_, Value>> {
+        use std::borrow::Cow;
+        match (&self.data, &self.raw) {
+            (Some(v), _) => Some(Cow::Borrowed(v)),
+            (None, Some(raw)) => {
+                let args: Vec<Value> = serde_json::from_str(&raw.args).unwrap_or_default();
+                Some(Cow::Owned(match &raw.name {
+                    Some(name) => {
+                        let mut all = Vec::with_capacity(args.len() + 1);
+                        all.push(Value::String(name.clone()));
+                        all.extend(args);
+                        Value::Array(all)
+                    }
+                    None => Value::Array(args),
+                }))
+            }
+            (None, None) => None,
         }
     }
 
@@ -211,6 +282,7 @@ impl Packet {
             id: None,
             data: Some(Value::Object(map)),
             attachments: Vec::new(),
+            raw: None,
         }
     }
 
@@ -252,12 +324,29 @@ impl Packet {
         if let Some(data) = &self.data {
             // Serializing a `Value` into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, data);
+        } else if let Some(raw) = &self.raw {
+            match &raw.name {
+                Some(name) => {
+                    out.push(b'[');
+                    let _ = serde_json::to_writer(&mut *out, name.as_str());
+                    let inner = array_inner(&raw.args);
+                    if !inner.is_empty() {
+                        out.push(b',');
+                        out.extend_from_slice(inner.as_bytes());
+                    }
+                    out.push(b']');
+                }
+                None => out.extend_from_slice(raw.args.as_bytes()),
+            }
         }
     }
 
-    /// A buffer sized for the fixed parts of the text, plus `extra` bytes.
+    /// A buffer sized for the fixed parts of the text (and raw arguments), plus `extra`.
     fn text_buffer(&self, extra: usize) -> Vec<u8> {
-        Vec::with_capacity(32 + extra + self.nsp.len())
+        let raw = self.raw.as_ref().map_or(0, |r| {
+            r.args.len() + r.name.as_ref().map_or(0, |n| n.len() + 8)
+        });
+        Vec::with_capacity(32 + extra + self.nsp.len() + raw)
     }
 
     /// The Socket.IO text (no Engine.IO prefix). Uses the `Binary*` type and `"<n>-"` iff
@@ -286,15 +375,19 @@ impl Packet {
         frames
     }
 
-    /// For `Event`/`BinaryEvent`: the event name (`data[0]` as a string).
+    /// For `Event`/`BinaryEvent`: the event name (`data[0]` as a string, or the raw name).
     pub fn event_name(&self) -> Option<&str> {
         if !self.kind.is_event() {
             return None;
         }
+        if let Some(raw) = &self.raw {
+            return raw.name.as_deref();
+        }
         self.data.as_ref()?.as_array()?.first()?.as_str()
     }
 
-    /// The arguments: `data[1..]` for events, the whole array for acks, empty otherwise.
+    /// The arguments: `data[1..]` for events, the whole array for acks, empty otherwise
+    /// (and for a packet whose JSON is [`Packet::raw`]: see [`Packet::data_value`]).
     pub fn args(&self) -> &[Value] {
         let Some(items) = self.data.as_ref().and_then(Value::as_array) else {
             return &[];
@@ -373,6 +466,10 @@ pub struct DecoderConfig {
     pub max_attachments: usize,
     /// Deepest JSON nesting accepted (default 64; `serde_json` itself stops at 128).
     pub max_json_depth: usize,
+    /// Keep the JSON of text events and acks as checked text ([`Packet::raw`]) instead
+    /// of parsing it into values (default false). The same packets are accepted and
+    /// refused either way; only the representation differs.
+    pub raw_args: bool,
 }
 
 impl Default for DecoderConfig {
@@ -380,6 +477,7 @@ impl Default for DecoderConfig {
         DecoderConfig {
             max_attachments: 10,
             max_json_depth: 64,
+            raw_args: false,
         }
     }
 }
@@ -548,13 +646,47 @@ fn parse_text(text: &str, config: &DecoderConfig) -> Result<(Packet, usize), Par
 
     // Every step above advanced over ASCII bytes, so `i` is a char boundary.
     let json = text.get(i..).ok_or(ParseError::InvalidPayload)?;
+    let fast = config.max_json_depth < SERDE_JSON_DEPTH;
+    if config.raw_args && fast && !kind.is_binary() && !json.is_empty() {
+        // Checked, not parsed. Any refusal (or a placeholder object, which a text packet
+        // may not carry) goes down the parsing path below for its exact error.
+        let raw = match kind {
+            PacketType::Event => rawjson::check_event(json, config.max_json_depth)
+                .ok()
+                .filter(|e| !e.placeholders && !RESERVED_EVENTS.contains(&e.name.as_str()))
+                .map(|e| RawArgs {
+                    name: Some(e.name),
+                    args: e.args,
+                }),
+            PacketType::Ack if id.is_some() => rawjson::check_array(json, config.max_json_depth)
+                .ok()
+                .filter(|i| !i.placeholders)
+                .map(|_| RawArgs {
+                    name: None,
+                    args: json.trim_matches([' ', '\t', '\n', '\r']).to_owned(),
+                }),
+            _ => None,
+        };
+        if let Some(raw) = raw {
+            return Ok((
+                Packet {
+                    kind,
+                    nsp,
+                    id,
+                    data: None,
+                    attachments: Vec::new(),
+                    raw: Some(raw),
+                },
+                count,
+            ));
+        }
+    }
     let data = if json.is_empty() {
         None
     } else {
         // serde_json stops at 128 levels by itself (stack safe): under that bound, parse
         // first and measure the parsed value (a few nodes) instead of pre-scanning the
         // text byte by byte.
-        let fast = config.max_json_depth < SERDE_JSON_DEPTH;
         if !fast && exceeds_depth(json.as_bytes(), config.max_json_depth) {
             return Err(ParseError::TooDeep);
         }
@@ -581,6 +713,7 @@ fn parse_text(text: &str, config: &DecoderConfig) -> Result<(Packet, usize), Par
             id,
             data,
             attachments: Vec::new(),
+            raw: None,
         },
         count,
     ))
@@ -1035,6 +1168,7 @@ mod tests {
         let mut d = Decoder::new(DecoderConfig {
             max_attachments: 3,
             max_json_depth: 8,
+            raw_args: false,
         });
         assert_eq!(d.config().max_attachments, 3);
         assert_eq!(
@@ -1144,16 +1278,41 @@ mod tests {
         let mut d = Decoder::new(DecoderConfig {
             max_attachments: 3,
             max_json_depth: 16,
+            raw_args: false,
+        });
+        let mut raw = Decoder::new(DecoderConfig {
+            raw_args: true,
+            ..d.config()
         });
         let mut accepted = 0;
+        let mut raw_accepted = 0;
         for _ in 0..50_000 {
             let text = rng.text();
             match rng.next() % 4 {
                 0 => {
-                    let _ = d.decode_binary(Bytes::from_static(b"bin"));
+                    let a = d.decode_binary(Bytes::from_static(b"bin"));
+                    let b = raw.decode_binary(Bytes::from_static(b"bin"));
+                    assert_eq!(a, b);
                 }
                 _ => {
-                    if let Ok(Some(p)) = d.decode_text(&text) {
+                    // Kept as text or parsed: the same packets, the same errors.
+                    let r = raw.decode_text(&text);
+                    let out = d.decode_text(&text);
+                    if let Ok(Some(p)) = &r
+                        && p.raw.is_some()
+                    {
+                        raw_accepted += 1;
+                        let mut q = p.clone();
+                        q.data = p.data_value().map(|v| v.into_owned());
+                        q.raw = None;
+                        assert_eq!(Ok(Some(q)), out, "{text:?}");
+                        // Re-encoded, it decodes to the same values.
+                        let again = Decoder::default().decode_text(&p.encode_text());
+                        assert_eq!(again, out, "{text:?}");
+                    } else {
+                        assert_eq!(r, out, "{text:?}");
+                    }
+                    if let Ok(Some(p)) = out {
                         accepted += 1;
                         // Anything accepted re-encodes to something that decodes the same.
                         let mut d2 = Decoder::default();
@@ -1171,5 +1330,55 @@ mod tests {
             }
         }
         assert!(accepted > 0);
+        let _ = raw_accepted;
+    }
+
+    #[test]
+    fn raw_args_keep_the_text() {
+        let mut d = Decoder::new(DecoderConfig {
+            raw_args: true,
+            ..DecoderConfig::default()
+        });
+        let p = d
+            .decode_text(r#"2/chat,7["msg", {"a": [1, 2.50]}, "x"]"#)
+            .unwrap()
+            .unwrap();
+        let raw = p.raw.clone().unwrap();
+        assert_eq!((p.data.clone(), p.id), (None, Some(7)));
+        assert_eq!(raw.name.as_deref(), Some("msg"));
+        assert_eq!(raw.args, r#"[ {"a": [1, 2.50]}, "x"]"#);
+        assert_eq!(p.event_name(), Some("msg"));
+        // Written back as it came (only the name is re-encoded).
+        assert_eq!(p.encode_text(), r#"2/chat,7["msg",{"a": [1, 2.50]}, "x"]"#);
+        assert_eq!(
+            p.data_value().unwrap().into_owned(),
+            serde_json::json!(["msg", {"a": [1, 2.5]}, "x"])
+        );
+        let a = d.decode_text("3/chat,7[]").unwrap().unwrap();
+        assert_eq!(a.raw.as_ref().map(|r| r.args.as_str()), Some("[]"));
+        assert_eq!(a.encode_text(), "3/chat,7[]");
+        assert_eq!(
+            Packet::raw_event(Str::from_static("/"), "e", "[]".into(), None).encode_text(),
+            r#"2["e"]"#
+        );
+        // Refusals are the parsing path's, with its errors.
+        for bad in [
+            r#"2["connect"]"#,
+            r#"2[1]"#,
+            r#"2["a",{"_placeholder":true,"num":0}]"#,
+            r#"2["a",]"#,
+            "3[1]",
+            r#"2"a""#,
+        ] {
+            let plain = Decoder::default().decode_text(bad);
+            assert!(plain.is_err(), "{bad}");
+            assert_eq!(d.decode_text(bad), plain, "{bad}");
+        }
+        // Binary packets and placeholder-like data keep the parsed form.
+        let b = d
+            .decode_text(r#"2["a",{"_placeholder":false}]"#)
+            .unwrap()
+            .unwrap();
+        assert!(b.raw.is_none() && b.data.is_some());
     }
 }

@@ -8,11 +8,11 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::builder("http://127.0.0.1:3000").build()?;
 //! let socket = client.socket("/");
-//! socket.on("chat message", |_s, ev| println!("got {:?}", ev.args.values));
+//! socket.on("chat message", |_s, ev| println!("got {:?}", ev.args.values()));
 //! socket.connect().await?;
 //! socket.emit("chat message", "hello")?;
 //! let reply = socket.emit_with_ack("question", vec![serde_json::json!(1)], Duration::from_secs(5)).await?;
-//! println!("ack: {:?}", reply.values);
+//! println!("ack: {:?}", reply.values());
 //! client.close();
 //! # Ok(()) }
 //! ```
@@ -460,7 +460,10 @@ impl Client {
             auth: Auth::None,
             offline_buffer: 1024,
             connect_timeout: Duration::from_secs(20),
-            decoder: DecoderConfig::default(),
+            decoder: DecoderConfig {
+                raw_args: true,
+                ..DecoderConfig::default()
+            },
             retries: 0,
             ack_timeout: Duration::from_secs(5),
             tls: None,
@@ -1221,7 +1224,8 @@ impl ClientSocket {
             // Connection state recovery: the server appends the offset as the last
             // argument of broadcasts (and, as socket.io-client, it stays visible).
             if st.pid.is_some()
-                && let Some(Value::Array(a)) = &packet.data
+                && let Some(data) = packet.data_value()
+                && let Value::Array(a) = data.as_ref()
                 && a.len() > 1
                 && let Some(Value::String(offset)) = a.last()
             {

@@ -21,7 +21,7 @@ mod conn;
 mod namespace;
 mod payload;
 pub mod recovery;
-mod socket;
+pub(crate) mod socket;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,7 +35,7 @@ use serde_json::Value;
 pub use conn::ConnectDecision;
 pub(crate) use namespace::WeakNamespace;
 pub use namespace::{BroadcastAcks, BroadcastOperator, ClusterAcks, Namespace};
-pub use payload::{AckError, Args, SerializeError};
+pub use payload::{AckError, Args, ArgsError, MAX_ARGS_DEPTH, SerializeError};
 pub use socket::{AckSendError, AckSender, Event, SocketRef};
 
 use crate::config::{Cors, EngineConfig, RequestInfo, SioConfig};

@@ -473,10 +473,10 @@ impl Namespace {
 }
 
 fn server_side_data(event: &str, args: Args) -> Vec<Value> {
-    let mut data = Vec::with_capacity(args.values.len() + 1);
-    data.push(Value::String(event.to_owned()));
-    data.extend(args.values);
-    data
+    match super::socket::event_array(event, args.into_values()) {
+        Value::Array(data) => data,
+        other => vec![other],
+    }
 }
 
 impl SocketRef {
@@ -701,22 +701,14 @@ impl BroadcastOperator {
             // Connection state recovery: the offset goes last (the client remembers it),
             // and the packet is kept for sockets that come back.
             let id = super::recovery::next_offset();
-            args.values.push(Value::String(id.clone()));
+            args.values_mut().push(Value::String(id.clone()));
             let mut except = self.except.clone();
             if let Some(sid) = &self.except_sid {
                 except.push(sid.clone());
             }
-            let mut data = Vec::with_capacity(args.values.len() + 1);
-            data.push(Value::String(event.to_owned()));
-            data.extend(args.values.iter().cloned());
+            let data = super::socket::event_array(event, args.values().to_vec());
             if let Ok(mut st) = r.lock() {
-                st.store(
-                    id,
-                    &self.rooms,
-                    &except,
-                    Value::Array(data),
-                    args.bins.clone(),
-                );
+                st.store(id, &self.rooms, &except, data, args.bins.clone());
             }
         }
         let packet = event_packet(self.ns.name(), event, args, None);

@@ -100,13 +100,7 @@ impl AckSender {
         if self.sent.swap(true, Ordering::AcqRel) {
             return Err(AckSendError::AlreadySent);
         }
-        let args = args.into();
-        let packet = Packet::ack(
-            self.sink.nsp().clone(),
-            self.id,
-            Value::Array(args.values),
-            args.bins,
-        );
+        let packet = ack_packet(self.sink.nsp(), self.id, args.into());
         self.sink.send_frames(packet.encode_frames())?;
         Ok(())
     }
@@ -548,45 +542,68 @@ pub(crate) fn event_from_packet(
     packet: Packet,
     sink: impl FnOnce() -> Arc<dyn AckSink>,
 ) -> Option<Event> {
-    let Some(Value::Array(mut values)) = packet.data else {
-        return None;
+    let ack_id = packet.id;
+    let (name, args) = match (packet.data, packet.raw) {
+        (None, Some(raw)) => (
+            raw.name?,
+            Args::from_checked_json(raw.args, packet.attachments),
+        ),
+        (Some(Value::Array(mut values)), _) => {
+            if values.is_empty() {
+                return None;
+            }
+            let name = match values.remove(0) {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (name, Args::from_parts(values, packet.attachments))
+        }
+        _ => return None,
     };
-    if values.is_empty() {
-        return None;
-    }
-    let name = match values.remove(0) {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    let ack = packet.id.map(|id| AckSender::new(sink(), id));
-    Some(Event {
-        name,
-        args: Args {
-            values,
-            bins: packet.attachments,
-        },
-        ack,
-    })
+    let ack = ack_id.map(|id| AckSender::new(sink(), id));
+    Some(Event { name, args, ack })
 }
 
 /// The arguments of an ACK packet.
 pub(crate) fn ack_args(packet: Packet) -> Args {
-    let values = match packet.data {
-        Some(Value::Array(v)) => v,
-        _ => Vec::new(),
-    };
-    Args {
-        values,
-        bins: packet.attachments,
+    match (packet.data, packet.raw) {
+        (None, Some(raw)) => Args::from_checked_json(raw.args, packet.attachments),
+        (Some(Value::Array(values)), _) => Args::from_parts(values, packet.attachments),
+        _ => Args::from_parts(Vec::new(), packet.attachments),
     }
 }
 
-/// `["event", ...args]` as a packet for namespace `nsp`.
+/// `["event", ...args]` as a packet for namespace `nsp` (arguments that came as text are
+/// written as that text).
 pub(crate) fn event_packet(nsp: &Str, event: &str, args: Args, id: Option<u64>) -> Packet {
-    let mut values = Vec::with_capacity(args.values.len() + 1);
-    values.push(Value::String(event.to_owned()));
-    values.extend(args.values);
-    Packet::event(nsp.clone(), Value::Array(values), args.bins, id)
+    match args.into_parts() {
+        (Ok(raw), bins) if bins.is_empty() => Packet::raw_event(nsp.clone(), event, raw, id),
+        (Ok(raw), bins) => {
+            let values = Args::from_checked_json(raw, Vec::new()).into_values();
+            Packet::event(nsp.clone(), event_array(event, values), bins, id)
+        }
+        (Err(values), bins) => Packet::event(nsp.clone(), event_array(event, values), bins, id),
+    }
+}
+
+/// An ACK packet answering `id` with `args`.
+pub(crate) fn ack_packet(nsp: &Str, id: u64, args: Args) -> Packet {
+    match args.into_parts() {
+        (Ok(raw), bins) if bins.is_empty() => Packet::raw_ack(nsp.clone(), id, raw),
+        (Ok(raw), bins) => {
+            let values = Args::from_checked_json(raw, Vec::new()).into_values();
+            Packet::ack(nsp.clone(), id, Value::Array(values), bins)
+        }
+        (Err(values), bins) => Packet::ack(nsp.clone(), id, Value::Array(values), bins),
+    }
+}
+
+/// `["event", ...values()]`.
+pub(crate) fn event_array(event: &str, values: Vec<Value>) -> Value {
+    let mut all = Vec::with_capacity(values.len() + 1);
+    all.push(Value::String(event.to_owned()));
+    all.extend(values);
+    Value::Array(all)
 }
 
 impl From<SerializeError> for EmitError {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tether_core::sio::Args;
+use tether_core::sio::{Args, ArgsError};
 
 use crate::error::{Fail, tether_result};
 use crate::{guard, result};
@@ -135,17 +135,23 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&
 /// Parse JSON text that must hold a value of any kind.
 pub(crate) unsafe fn json_value(p: *const c_char, len: usize, what: &str) -> Result<Value, Fail> {
     // SAFETY: forwarded.
-    let raw = unsafe { bytes(p as *const u8, len, what) }?;
-    let text = std::str::from_utf8(raw).map_err(|_| {
-        Fail::new(
-            tether_result::InvalidUtf8,
-            format!("{what} is not valid UTF-8"),
-        )
-    })?;
+    let text = unsafe { utf8(p, len, what) }?;
     serde_json::from_str(text).map_err(|e| {
         Fail::new(
             tether_result::InvalidJson,
             format!("{what} is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// `len` bytes at `p` as UTF-8 text (NULL with length 0 is empty).
+pub(crate) unsafe fn utf8<'a>(p: *const c_char, len: usize, what: &str) -> Result<&'a str, Fail> {
+    // SAFETY: forwarded.
+    let raw = unsafe { bytes(p as *const u8, len, what) }?;
+    std::str::from_utf8(raw).map_err(|_| {
+        Fail::new(
+            tether_result::InvalidUtf8,
+            format!("{what} is not valid UTF-8"),
         )
     })
 }
@@ -177,20 +183,6 @@ pub(crate) unsafe fn parse_args(
     if let Some(args) = take_lent(json, json_len, bins, bins_len) {
         return Ok(args);
     }
-    let values = if json.is_null() && json_len == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: forwarded.
-        match unsafe { json_value(json, json_len, "args_json") }? {
-            Value::Array(v) => v,
-            _ => {
-                return Err(Fail::new(
-                    tether_result::InvalidJson,
-                    "args_json must be a JSON array (the arguments list)",
-                ));
-            }
-        }
-    };
     if bins_len > 0 && bins.is_null() {
         return Err(Fail::null("bins"));
     }
@@ -202,42 +194,22 @@ pub(crate) unsafe fn parse_args(
         let data = unsafe { bytes(b.data, b.len, "bins[i].data") }?;
         out.push(Bytes::copy_from_slice(data));
     }
-    for v in &values {
-        check_placeholders(v, bins_len)?;
+    if json.is_null() && json_len == 0 {
+        return Ok(Args::from_parts(Vec::new(), out));
     }
-    Ok(Args { values, bins: out })
-}
-
-fn check_placeholders(v: &Value, n: usize) -> Result<(), Fail> {
-    match v {
-        Value::Object(o) => {
-            if o.get("_placeholder").and_then(Value::as_bool) == Some(true) {
-                let num = o.get("num").and_then(Value::as_u64);
-                match num {
-                    Some(k) if (k as usize) < n => return Ok(()),
-                    _ => {
-                        return Err(Fail::new(
-                            tether_result::InvalidParameter,
-                            format!(
-                                "a placeholder references attachment {num:?}, but {n} were given"
-                            ),
-                        ));
-                    }
-                }
-            }
-            for x in o.values() {
-                check_placeholders(x, n)?;
-            }
-            Ok(())
+    // SAFETY: forwarded.
+    let text = unsafe { utf8(json, json_len, "args_json") }?;
+    // Checked, not parsed: the text goes to the wire as it is.
+    Args::from_json(text, out).map_err(|e| match e {
+        ArgsError::BadPlaceholder { .. } => {
+            Fail::new(tether_result::InvalidParameter, e.to_string())
         }
-        Value::Array(a) => {
-            for x in a {
-                check_placeholders(x, n)?;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
+        ArgsError::NotArray => Fail::new(
+            tether_result::InvalidJson,
+            "args_json must be a JSON array (the arguments list)",
+        ),
+        e => Fail::new(tether_result::InvalidJson, format!("args_json: {e}")),
+    })
 }
 
 /// Arguments prepared for a callback: NUL-terminated JSON text and the buffer table.
@@ -251,7 +223,11 @@ pub(crate) struct CArgs {
 
 impl CArgs {
     pub(crate) fn new(args: Args) -> CArgs {
-        let json = nul_terminated(args.to_json());
+        let text = args.json();
+        let mut json = String::with_capacity(text.len() + 1);
+        json.push_str(&text);
+        json.push('\0');
+        drop(text);
         let table = args
             .bins
             .iter()

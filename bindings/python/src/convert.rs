@@ -71,7 +71,7 @@ fn to_py<'py>(py: Python<'py>, v: &Value, bins: &[Bytes]) -> PyResult<Bound<'py,
 
 /// The arguments as Python objects, attachments as `bytes`.
 pub(crate) fn args_to_vec<'py>(py: Python<'py>, args: &Args) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    args.values
+    args.values()
         .iter()
         .map(|v| to_py(py, v, &args.bins))
         .collect()
@@ -83,11 +83,11 @@ pub(crate) fn args_tuple<'py>(
     prefix: Option<Bound<'py, PyAny>>,
     args: &Args,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mut v = Vec::with_capacity(args.values.len() + 1);
+    let mut v = Vec::with_capacity(args.values().len() + 1);
     if let Some(p) = prefix {
         v.push(p);
     }
-    for x in &args.values {
+    for x in args.values() {
         v.push(to_py(py, x, &args.bins)?);
     }
     PyTuple::new(py, v)
@@ -96,9 +96,9 @@ pub(crate) fn args_tuple<'py>(
 /// What a list of arguments (an ack reply, `call`'s result) looks like in Python, the
 /// python-socketio way: none → `None`, one → that value, several → a tuple.
 pub(crate) fn args_result<'py>(py: Python<'py>, args: &Args) -> PyResult<Bound<'py, PyAny>> {
-    match args.values.len() {
+    match args.values().len() {
         0 => Ok(py.None().into_bound(py)),
-        1 => to_py(py, &args.values[0], &args.bins),
+        1 => to_py(py, &args.values()[0], &args.bins),
         _ => Ok(args_tuple(py, None, args)?.into_any()),
     }
 }
@@ -219,7 +219,7 @@ pub(crate) fn data_to_args(data: Option<&Bound<'_, PyAny>>) -> PyResult<Args> {
             }
         }
     };
-    Ok(Args { values, bins })
+    Ok(Args::from_parts(values, bins))
 }
 
 /// Positional arguments (`ack(*args)`) as event arguments.
@@ -229,7 +229,7 @@ pub(crate) fn tuple_to_args(t: &Bound<'_, PyTuple>) -> PyResult<Args> {
     for x in t.iter() {
         values.push(from_py(&x, &mut bins, 0)?);
     }
-    Ok(Args { values, bins })
+    Ok(Args::from_parts(values, bins))
 }
 
 /// A handler's return value as an ack reply: `None` → nothing, a tuple → several, else one.
