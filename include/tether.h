@@ -590,6 +590,16 @@ typedef struct tether_runtime_options {
    * A tether_delivery value (0: TETHER_DELIVERY_RUNTIME_THREADS).
    */
   uint32_t delivery;
+  /**
+   * true: one runtime thread on tokio's current-thread scheduler instead of worker
+   * threads (worker_threads must be 0 or 1): the least overhead per event. Its one
+   * limit: a call that waits for the runtime (tether_sio_server_listen,
+   * tether_sio_client_socket_connect with a timeout, tether_ws_server_listen,
+   * tether_ws_client_connect, the Redis calls) made from inside a callback that runs
+   * on that thread returns TETHER_RESULT_WRONG_THREAD instead of waiting for itself;
+   * make such calls from your own threads. false (0): worker threads.
+   */
+  bool single_threaded;
 } tether_runtime_options;
 
 /**

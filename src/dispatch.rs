@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,12 @@ pub struct Dispatcher {
     tx: Sender<Job>,
     rx: Receiver<Job>,
     closed: AtomicBool,
-    in_flight: Mutex<usize>,
+    /// Jobs running now. With `closed`, a Dekker-style pair (both `SeqCst`): a job
+    /// either sees the gate shut, or `wait_idle` sees it counted.
+    in_flight: AtomicUsize,
+    /// Held by `wait_idle` between its check and its wait, and by a finishing job that
+    /// wakes it, so that no wake-up is lost. Taken only once closed.
+    idle_lock: Mutex<()>,
     idle: Condvar,
 }
 
@@ -87,7 +92,8 @@ impl Dispatcher {
             tx,
             rx,
             closed: AtomicBool::new(false),
-            in_flight: Mutex::new(0),
+            in_flight: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }
     }
@@ -131,13 +137,19 @@ impl Dispatcher {
     /// Hand over a job: run it now (runtime threads) or queue it (host poll). Returns
     /// false, dropping the job, once the dispatcher is closed.
     pub fn deliver(&self, job: Job) -> bool {
+        self.deliver_fn(job)
+    }
+
+    /// [`Dispatcher::deliver`] for any closure: with runtime threads it runs in place,
+    /// unboxed; host poll boxes it into the queue.
+    pub fn deliver_fn<F: FnOnce() + Send + 'static>(&self, job: F) -> bool {
         match self.delivery {
             Delivery::RuntimeThreads => self.run(job),
             Delivery::HostPoll => {
                 if self.is_closed() {
                     return false;
                 }
-                self.tx.send(job).is_ok()
+                self.tx.send(Box::new(job)).is_ok()
             }
         }
     }
@@ -145,15 +157,12 @@ impl Dispatcher {
     /// Run `job` on this thread now, through the gate (whatever the delivery mode).
     /// Returns false, dropping it, when the dispatcher is closed. A panicking job is
     /// logged, not propagated.
-    pub fn run(&self, job: Job) -> bool {
-        {
-            let mut n = lock(&self.in_flight);
-            if self.is_closed() {
-                drop(n);
-                drop(job);
-                return false;
-            }
-            *n += 1;
+    pub fn run<F: FnOnce()>(&self, job: F) -> bool {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.finished();
+            drop(job);
+            return false;
         }
         let id = self.id();
         RUNNING.with(|r| r.borrow_mut().push(id));
@@ -164,20 +173,21 @@ impl Dispatcher {
                 r.remove(pos);
             }
         });
-        {
-            let mut n = lock(&self.in_flight);
-            *n = n.saturating_sub(1);
-            // Only `wait_idle` waits, and only once closed (`close` sets the flag under
-            // this lock); waking on every decrement then also serves a waiter that is
-            // itself inside a job. Before that, no futex call per job.
-            if self.closed.load(Ordering::Acquire) {
-                self.idle.notify_all();
-            }
-        }
+        self.finished();
         if r.is_err() {
             tracing::error!("an event callback panicked");
         }
         true
+    }
+
+    /// A job left the gate: wake `wait_idle` if the gate is shut (before that nobody
+    /// waits, and no lock or futex is touched).
+    fn finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            let _g = lock(&self.idle_lock);
+            self.idle.notify_all();
+        }
     }
 
     /// Host poll: run up to `max_events` queued jobs on this thread.
@@ -267,10 +277,7 @@ impl Dispatcher {
     /// Shut the gate for good: no job starts from now on and queued jobs are dropped.
     /// Jobs already running go on; see [`Dispatcher::wait_idle`].
     pub fn close(&self) {
-        {
-            let _n = lock(&self.in_flight);
-            self.closed.store(true, Ordering::Release);
-        }
+        self.closed.store(true, Ordering::SeqCst);
         while self.rx.try_recv().is_ok() {}
     }
 
@@ -279,13 +286,13 @@ impl Dispatcher {
     pub fn wait_idle(&self, deadline: Instant) -> bool {
         let id = self.id();
         let mine = RUNNING.with(|r| r.borrow().iter().filter(|x| **x == id).count());
-        let mut n = lock(&self.in_flight);
-        while *n > mine {
+        let mut g = lock(&self.idle_lock);
+        while self.in_flight.load(Ordering::SeqCst) > mine {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            n = match self.idle.wait_timeout(n, deadline - now) {
+            g = match self.idle.wait_timeout(g, deadline - now) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };

@@ -54,14 +54,36 @@ pub enum RuntimeError {
     /// The runtime's threads could not be started.
     #[error("could not start the runtime: {0}")]
     Io(#[from] std::io::Error),
+    /// A call that waits for the runtime was made on the thread of a single-threaded
+    /// runtime (from inside a callback): it would wait for itself.
+    #[error(
+        "this call waits for the runtime and was made on the single-threaded runtime's own thread (inside a callback): make it from another thread"
+    )]
+    OnRuntimeThread,
 }
 
 const RUNNING: u8 = 0;
 const SHUTTING_DOWN: u8 = 1;
 const SHUT_DOWN: u8 = 2;
 
+/// The tokio runtime and how it is stopped.
+enum Engine {
+    /// tokio's multi-thread scheduler.
+    Multi(tokio::runtime::Runtime),
+    /// tokio's current-thread scheduler, driven by one thread of ours: it runs
+    /// `block_on` until `stop` says how long the final shutdown may take, then tells
+    /// `done`.
+    Single {
+        stop: tokio::sync::oneshot::Sender<Duration>,
+        done: std::sync::mpsc::Receiver<()>,
+        thread: std::thread::JoinHandle<()>,
+    },
+}
+
 struct Inner {
-    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    rt: Mutex<Option<Engine>>,
+    /// The single-threaded runtime's thread.
+    driver: Option<std::thread::ThreadId>,
     handle: tokio::runtime::Handle,
     dispatcher: Arc<Dispatcher>,
     pid: u32,
@@ -91,6 +113,7 @@ impl fmt::Debug for Runtime {
 /// Builds a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
+    single: bool,
     workers: usize,
     delivery: Delivery,
     thread_name: String,
@@ -99,6 +122,7 @@ pub struct RuntimeBuilder {
 impl Default for RuntimeBuilder {
     fn default() -> Self {
         RuntimeBuilder {
+            single: false,
             workers: 2,
             delivery: Delivery::RuntimeThreads,
             thread_name: "tether-worker".to_owned(),
@@ -110,6 +134,15 @@ impl RuntimeBuilder {
     /// Worker threads (default 2; at least 1).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
+        self
+    }
+
+    /// One runtime thread on tokio's current-thread scheduler instead of worker threads
+    /// (default false): the least overhead per event. Its limit: a call that waits for
+    /// the runtime ([`Runtime::block_on`]) made on that thread, i.e. from inside a
+    /// callback, returns [`RuntimeError::OnRuntimeThread`] instead of waiting for itself.
+    pub fn single_threaded(mut self, yes: bool) -> Self {
+        self.single = yes;
         self
     }
 
@@ -127,26 +160,60 @@ impl RuntimeBuilder {
 
     /// Start the runtime's threads.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.workers)
-            .max_blocking_threads(4)
-            .thread_name(self.thread_name)
-            .thread_keep_alive(Duration::from_millis(500))
-            .enable_all()
-            .build()?;
-        let handle = rt.handle().clone();
+        let (engine, handle, driver, workers) = if self.single {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .max_blocking_threads(4)
+                .thread_name(self.thread_name.clone())
+                .thread_keep_alive(Duration::from_millis(500))
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            let (stop, stop_rx) = tokio::sync::oneshot::channel::<Duration>();
+            let (done_tx, done) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
+                .name(self.thread_name)
+                .spawn(move || {
+                    let grace =
+                        rt.block_on(
+                            async move { stop_rx.await.unwrap_or(Duration::from_millis(100)) },
+                        );
+                    rt.shutdown_timeout(grace);
+                    let _ = done_tx.send(());
+                })?;
+            let driver = thread.thread().id();
+            let engine = Engine::Single { stop, done, thread };
+            (engine, handle, Some(driver), 1)
+        } else {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(self.workers)
+                .max_blocking_threads(4)
+                .thread_name(self.thread_name)
+                .thread_keep_alive(Duration::from_millis(500))
+                .enable_all()
+                .build()?;
+            let handle = rt.handle().clone();
+            (Engine::Multi(rt), handle, None, self.workers)
+        };
         Ok(Runtime {
             inner: Arc::new(Inner {
-                rt: Mutex::new(Some(rt)),
+                rt: Mutex::new(Some(engine)),
+                driver,
                 handle,
                 dispatcher: Arc::new(Dispatcher::new(self.delivery)),
                 pid: std::process::id(),
-                workers: self.workers,
+                workers,
                 state: AtomicU8::new(RUNNING),
                 objects: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
             }),
         })
+    }
+}
+
+impl Inner {
+    /// Whether this is the single-threaded runtime's own thread.
+    fn on_driver(&self) -> bool {
+        self.driver == Some(std::thread::current().id())
     }
 }
 
@@ -214,9 +281,15 @@ impl Runtime {
         &self.inner.handle
     }
 
-    /// Number of worker threads.
+    /// Number of worker threads (1 for a single-threaded runtime).
     pub fn workers(&self) -> usize {
         self.inner.workers
+    }
+
+    /// Whether this runtime runs on one thread with tokio's current-thread scheduler
+    /// ([`RuntimeBuilder::single_threaded`]).
+    pub fn is_single_threaded(&self) -> bool {
+        self.inner.driver.is_some()
     }
 
     /// The delivery mode.
@@ -232,6 +305,12 @@ impl Runtime {
     /// Hand a callback job to the dispatcher (see [`Dispatcher::deliver`]).
     pub fn deliver(&self, job: Job) -> bool {
         self.inner.dispatcher.deliver(job)
+    }
+
+    /// Hand a callback to the dispatcher without boxing it first when it runs in place
+    /// (see [`Dispatcher::deliver_fn`]).
+    pub fn deliver_fn<F: FnOnce() + Send + 'static>(&self, job: F) -> bool {
+        self.inner.dispatcher.deliver_fn(job)
     }
 
     /// Host poll: run queued callbacks on this thread (see [`Dispatcher::dispatch`]).
@@ -263,13 +342,17 @@ impl Runtime {
     }
 
     /// Run `fut` on the runtime and wait for its output, at most `timeout`. Works from
-    /// any thread, a runtime worker included (the worker is handed over meanwhile).
+    /// any thread, a runtime worker included (the worker is handed over meanwhile),
+    /// except the thread of a single-threaded runtime ([`RuntimeError::OnRuntimeThread`]).
     pub fn block_on<F>(&self, fut: F, timeout: Duration) -> Result<F::Output, RuntimeError>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let handle = self.handle()?;
+        if self.inner.on_driver() {
+            return Err(RuntimeError::OnRuntimeThread);
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         handle.spawn(async move {
             let _ = tx.send(fut.await);
@@ -294,8 +377,8 @@ fn shutdown_inner(inner: &Inner, timeout: Duration) -> Result<(), RuntimeError> 
         // The threads are the parent's: never join them; leak the runtime.
         inner.state.store(SHUT_DOWN, Ordering::Release);
         inner.dispatcher.close();
-        if let Some(rt) = lock(&inner.rt).take() {
-            std::mem::forget(rt);
+        if let Some(engine) = lock(&inner.rt).take() {
+            std::mem::forget(engine);
         }
         return Err(RuntimeError::Forked);
     }
@@ -324,8 +407,16 @@ fn shutdown_inner(inner: &Inner, timeout: Duration) -> Result<(), RuntimeError> 
         .collect();
     let mut timed_out = false;
 
+    // On a single-threaded runtime's own thread (shutdown from a callback), nothing
+    // else runs while this waits: close in place and let the thread stop afterwards.
+    let on_driver = inner.on_driver();
+
     // 1. Close everything, on a runtime thread (callbacks keep their usual thread).
-    {
+    if on_driver {
+        for o in &objects {
+            o.close();
+        }
+    } else {
         let objs = objects.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         inner.handle.spawn(async move {
@@ -342,7 +433,11 @@ fn shutdown_inner(inner: &Inner, timeout: Duration) -> Result<(), RuntimeError> 
 
     // 2. Wait for the final events; in host-poll mode run them here.
     let may_drain = host_poll && !dispatcher.in_dispatch() && !dispatcher.in_job();
+    // (On the single-threaded runtime's own thread nothing else could make progress.)
     loop {
+        if on_driver {
+            break;
+        }
         if may_drain {
             dispatcher.drain(deadline);
         }
@@ -371,14 +466,31 @@ fn shutdown_inner(inner: &Inner, timeout: Duration) -> Result<(), RuntimeError> 
     }
 
     // 4. Stop the tokio runtime and join its threads.
-    if let Some(rt) = lock(&inner.rt).take() {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Inside a runtime (a callback on a worker): joining would wait for ourselves.
-            rt.shutdown_background();
-        } else {
-            let left = deadline.saturating_duration_since(Instant::now());
-            rt.shutdown_timeout(left.max(Duration::from_millis(1)));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    match lock(&inner.rt).take() {
+        Some(Engine::Multi(rt)) => {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Inside a runtime (a callback on a worker): joining would wait for
+                // ourselves.
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(left);
+            }
         }
+        Some(Engine::Single { stop, done, thread }) => {
+            let _ = stop.send(left);
+            if on_driver {
+                // The thread stops once this callback returns; it cannot join itself.
+                drop(thread);
+            } else if done.recv_timeout(left + Duration::from_millis(50)).is_ok() {
+                let _ = thread.join();
+            } else {
+                timed_out = true;
+            }
+        }
+        None => {}
     }
     inner.state.store(SHUT_DOWN, Ordering::Release);
     if timed_out {
@@ -464,6 +576,61 @@ mod tests {
             assert!(matches!(rt.handle(), Err(RuntimeError::ShutDown)));
             assert!(!rt.deliver(Box::new(|| panic!("after shutdown"))));
         }
+    }
+
+    #[test]
+    fn single_threaded_runtime_runs_on_one_thread_and_refuses_to_wait_for_itself() {
+        let rt = Runtime::builder().single_threaded(true).build().unwrap();
+        assert!(rt.is_single_threaded() && rt.workers() == 1);
+        let driver = rt
+            .block_on(
+                async { std::thread::current().id() },
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_ne!(driver, std::thread::current().id());
+        // A callback on the runtime's thread cannot wait for the runtime.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt2 = rt.clone();
+        rt.raw_handle().spawn(async move {
+            let r2 = rt2.clone();
+            rt2.deliver_fn(move || {
+                let same = std::thread::current().id() == driver;
+                let r = r2.block_on(async { 1 }, Duration::from_millis(200));
+                let _ = tx.send((same, matches!(r, Err(RuntimeError::OnRuntimeThread))));
+            });
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            (true, true)
+        );
+        let delivered = Arc::new(AtomicBool::new(false));
+        let obj: Arc<dyn Closable> = Arc::new(Obj {
+            closed: AtomicBool::new(false),
+            rt: rt.clone(),
+            delivered: delivered.clone(),
+        });
+        let _reg = rt.register(Arc::downgrade(&obj)).unwrap();
+        rt.shutdown(Duration::from_secs(5)).unwrap();
+        assert!(delivered.load(Ordering::SeqCst));
+        assert!(matches!(rt.handle(), Err(RuntimeError::ShutDown)));
+    }
+
+    #[test]
+    fn single_threaded_runtime_shuts_down_from_its_own_callback() {
+        let rt = Runtime::builder().single_threaded(true).build().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt2 = rt.clone();
+        rt.raw_handle().spawn(async move {
+            let r2 = rt2.clone();
+            rt2.deliver_fn(move || {
+                let _ = tx.send(r2.shutdown(Duration::from_secs(2)).is_ok());
+            });
+        });
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        assert!(rt.is_shut_down());
+        // The thread stops by itself once the callback returned.
+        assert!(rt.shutdown(Duration::from_secs(1)).is_ok());
     }
 
     #[test]

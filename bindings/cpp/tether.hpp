@@ -152,8 +152,9 @@ enum class Delivery : uint32_t {
 /// The runtime (worker threads, delivery, shutdown).
 class Runtime {
 public:
-    explicit Runtime(uint32_t workers = 0, Delivery d = Delivery::RuntimeThreads) {
-        tether_runtime_options o{workers, static_cast<uint32_t>(d)};
+    explicit Runtime(uint32_t workers = 0, Delivery d = Delivery::RuntimeThreads,
+                     bool single_threaded = false) {
+        tether_runtime_options o{workers, static_cast<uint32_t>(d), single_threaded};
         detail::check(tether_runtime_new(&o, &rt_));
     }
     Runtime(Runtime &&o) noexcept : rt_(std::exchange(o.rt_, nullptr)) {}

@@ -72,7 +72,7 @@ static int fail(const char *what, tether_result rc) {
 
 int main(int argc, char **argv) {
     int frames = argc > 1 ? atoi(argv[1]) : 120;
-    tether_runtime_options opts = {2, TETHER_DELIVERY_HOST_POLL};
+    tether_runtime_options opts = {2, TETHER_DELIVERY_HOST_POLL, false};
     tether_runtime *rt = NULL;
     tether_result rc;
     if ((rc = tether_runtime_new(&opts, &rt))) return fail("runtime", rc);

@@ -247,7 +247,10 @@ impl<'de> Visitor<'de> for Name<'_> {
         f.write_str("an event name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_owned())
+        // One spare byte: the C ABI NUL-terminates names in place.
+        let mut s = String::with_capacity(v.len() + 1);
+        s.push_str(v);
+        Ok(s)
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
         Ok(v)

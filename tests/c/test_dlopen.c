@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
         LOAD(h, tether_sio_client_config_set_transports); LOAD(h, tether_sio_client_config_free);
 
         tether_runtime *rt;
-        tether_runtime_options o = {2, TETHER_DELIVERY_RUNTIME_THREADS};
+        tether_runtime_options o = {2, TETHER_DELIVERY_RUNTIME_THREADS, false};
         CHECK(A.tether_runtime_new_p(&o, &rt) == TETHER_RESULT_OK);
         tether_sio_server *srv;
         CHECK(A.tether_sio_server_new_p(rt, NULL, &srv) == TETHER_RESULT_OK);

@@ -31,7 +31,7 @@ int main(void) {
 
     /* runtime options */
     tether_runtime *rt = NULL;
-    tether_runtime_options bad_workers = {1000, 0}, bad_mode = {1, 7};
+    tether_runtime_options bad_workers = {1000, 0, false}, bad_mode = {1, 7, false};
     EXPECT_RC(tether_runtime_new(&bad_workers, &rt), TETHER_RESULT_INVALID_PARAMETER);
     EXPECT_RC(tether_runtime_new(&bad_mode, &rt), TETHER_RESULT_INVALID_PARAMETER);
     CHECK(rt == NULL); /* out-parameters untouched on failure */

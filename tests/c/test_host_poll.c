@@ -17,7 +17,7 @@ static void on_tick(void *ud, tether_sio_socket *s, const tether_sio_event *ev) 
 
 int main(void) {
     main_thread = pthread_self();
-    tether_runtime_options o = {2, TETHER_DELIVERY_HOST_POLL};
+    tether_runtime_options o = {2, TETHER_DELIVERY_HOST_POLL, false};
     tether_runtime *rt;
     OK(tether_runtime_new(&o, &rt));
     tether_sio_server *srv;

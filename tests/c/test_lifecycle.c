@@ -110,7 +110,7 @@ int main(void) {
     CHECK(atomic_load(&logs) == 1);
 
     tether_runtime *rt = NULL;
-    tether_runtime_options opts = {3, TETHER_DELIVERY_RUNTIME_THREADS};
+    tether_runtime_options opts = {3, TETHER_DELIVERY_RUNTIME_THREADS, false};
     OK(tether_runtime_new(&opts, &rt));
 
     tether_sio_server_config *scfg = NULL;

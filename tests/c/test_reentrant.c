@@ -5,9 +5,9 @@
 static tether_sio_server *srv;
 static tether_sio_client *cl;
 static atomic_int got_room, got_ack, disconnected, closed, srv_freed, wrong_thread;
+static bool single; /* the runtime is single-threaded */
 
 static void on_hello(void *ud, tether_sio_socket *s, const tether_sio_event *ev) {
-    (void)ud;
     OK(tether_sio_socket_join(s, "room"));
     const char *rooms[] = {"room"};
     tether_sio_target t = {rooms, 1, NULL, 0, NULL, false};
@@ -15,6 +15,17 @@ static void on_hello(void *ud, tether_sio_socket *s, const tether_sio_event *ev)
     OK(tether_sio_socket_emit(s, "direct", NULL, 0, NULL, 0));
     OK(tether_ack_send(ev->ack, "[\"ok\"]", 6, NULL, 0));
     OK(tether_sio_socket_leave(s, "room"));
+    if (single) {
+        /* On a single-threaded runtime's own thread, a call that waits for the runtime
+         * is refused instead of waiting for itself. */
+        tether_sio_server *other = NULL;
+        tether_runtime *rt = ud;
+        OK(tether_sio_server_new(rt, NULL, &other));
+        uint16_t p = 0;
+        EXPECT_RC(tether_sio_server_listen(other, "127.0.0.1:0", &p), TETHER_RESULT_WRONG_THREAD);
+        tether_sio_server_free(other);
+        atomic_fetch_add(&wrong_thread, 1);
+    }
 }
 
 static void on_bye(void *ud, tether_sio_socket *s, const tether_sio_event *ev) {
@@ -63,11 +74,21 @@ static void poll_reentry(void *ud, tether_sio_socket *s, const tether_sio_event 
     atomic_fetch_add(&got_room, 100);
 }
 
-int main(void) {
+/* Emit, join, ack, disconnect and free from callbacks, on worker threads or on the one
+ * thread of a single-threaded runtime. */
+static void callbacks_reenter(bool single_threaded) {
+    single = single_threaded;
+    atomic_store(&got_room, 0);
+    atomic_store(&got_ack, 0);
+    atomic_store(&disconnected, 0);
+    atomic_store(&closed, 0);
+    atomic_store(&srv_freed, 0);
+    atomic_store(&wrong_thread, 0);
+    tether_runtime_options opts = {0, TETHER_DELIVERY_RUNTIME_THREADS, single_threaded};
     tether_runtime *rt = NULL;
-    OK(tether_runtime_new(NULL, &rt));
+    OK(tether_runtime_new(&opts, &rt));
     OK(tether_sio_server_new(rt, NULL, &srv));
-    OK(tether_sio_server_on(srv, "/", "hello", on_hello, NULL, NULL));
+    OK(tether_sio_server_on(srv, "/", "hello", on_hello, rt, NULL));
     OK(tether_sio_server_on(srv, "/", "bye", on_bye, NULL, NULL));
     uint16_t port;
     OK(tether_sio_server_listen(srv, "127.0.0.1:0", &port));
@@ -88,13 +109,28 @@ int main(void) {
     WAIT(srv_freed, 1);    /* the server closed itself from its callback */
     WAIT(disconnected, 1); /* so the client saw the connection go */
     WAIT(closed, 1);       /* and the client, freed from its own callback, closed */
-    CHECK(atomic_load(&wrong_thread) == 1);
+    CHECK(atomic_load(&wrong_thread) == (single_threaded ? 2 : 1));
     OK(tether_runtime_shutdown(rt, 3000));
     tether_sio_client_socket_free(cs);
     tether_runtime_free(rt);
+}
+
+int main(void) {
+    callbacks_reenter(false);
+    callbacks_reenter(true);
+    /* a single-threaded runtime has one thread */
+    tether_runtime_options bad = {2, TETHER_DELIVERY_RUNTIME_THREADS, true};
+    tether_runtime *rt = NULL;
+    EXPECT_RC(tether_runtime_new(&bad, &rt), TETHER_RESULT_INVALID_PARAMETER);
+    CHECK(rt == NULL);
+    atomic_store(&got_room, 1); /* poll_reentry adds 100 */
+    uint16_t port;
+    char url[64];
+    tether_sio_client_config *cfg;
+    tether_sio_client_socket *cs;
 
     /* host poll: dispatch from inside a callback it runs is refused */
-    tether_runtime_options o = {1, TETHER_DELIVERY_HOST_POLL};
+    tether_runtime_options o = {1, TETHER_DELIVERY_HOST_POLL, false};
     OK(tether_runtime_new(&o, &rt));
     OK(tether_sio_server_new(rt, NULL, &srv));
     OK(tether_sio_server_on(srv, "/", "x", poll_reentry, rt, NULL));

@@ -45,7 +45,7 @@ static void *worker(void *p) {
 }
 
 int main(void) {
-    tether_runtime_options o = {4, TETHER_DELIVERY_RUNTIME_THREADS};
+    tether_runtime_options o = {4, TETHER_DELIVERY_RUNTIME_THREADS, false};
     tether_runtime *rt;
     OK(tether_runtime_new(&o, &rt));
     OK(tether_sio_server_new(rt, NULL, &srv));

@@ -1,6 +1,7 @@
 /* The bench protocol (bench/README.md) served through tether's C ABI (issue 9, S4):
  * event `echo` is emitted back to the sender with the same arguments, `bcast` is
- * broadcast to every other socket. One runtime thread, callbacks on it.
+ * broadcast to every other socket. A single-threaded runtime (tokio's current-thread
+ * scheduler, as bench_server with THREADS=1), callbacks on its thread.
  *
  *   echo_server PORT        (0 picks a free port; prints "listening on http://127.0.0.1:PORT")
  *
@@ -55,7 +56,8 @@ int main(int argc, char **argv) {
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    tether_runtime_options opts = {.worker_threads = 1, .delivery = TETHER_DELIVERY_RUNTIME_THREADS};
+    tether_runtime_options opts = {.worker_threads = 1, .delivery = TETHER_DELIVERY_RUNTIME_THREADS,
+                                  .single_threaded = true};
     tether_runtime *rt = NULL;
     tether_result rc = tether_runtime_new(&opts, &rt);
     if (rc) die("runtime", rc);

@@ -435,7 +435,7 @@ impl ClientCbs {
         let Some(cb) = read(&self.lifecycle).clone() else {
             return;
         };
-        self.rt.deliver(Box::new(move || {
+        self.rt.deliver_fn(move || {
             let m = nul_terminated(message);
             let d = nul_terminated(data.unwrap_or_default());
             let ev = tether_sio_client_event {
@@ -450,7 +450,7 @@ impl ClientCbs {
                 .unwrap_or(std::ptr::null_mut());
             // SAFETY: the C caller's callback and userdata.
             unsafe { (cb.f)(cb.ud.ptr, sp, &ev) };
-        }));
+        });
     }
 
     fn closed(self: &Arc<Self>) {

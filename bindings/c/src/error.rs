@@ -143,6 +143,7 @@ impl From<tether_core::runtime::RuntimeError> for Fail {
             E::ShutDown => tether_result::ShutDown,
             E::Timeout => tether_result::Timeout,
             E::Io(_) => tether_result::Io,
+            E::OnRuntimeThread => tether_result::WrongThread,
         };
         Fail(code, e.to_string())
     }

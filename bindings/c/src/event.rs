@@ -80,7 +80,5 @@ pub(crate) fn deliver_event<H: ArcHandle + 'static>(
 ) where
     H::Inner: 'static,
 {
-    rt.deliver(Box::new(move || {
-        call_event(cb.f, cb.ud.ptr, H::borrow_ptr(&socket), name, args, ack)
-    }));
+    rt.deliver_fn(move || call_event(cb.f, cb.ud.ptr, H::borrow_ptr(&socket), name, args, ack));
 }

@@ -30,6 +30,14 @@ pub struct tether_runtime_options {
     pub worker_threads: u32,
     /// A tether_delivery value (0: TETHER_DELIVERY_RUNTIME_THREADS).
     pub delivery: u32,
+    /// true: one runtime thread on tokio's current-thread scheduler instead of worker
+    /// threads (worker_threads must be 0 or 1): the least overhead per event. Its one
+    /// limit: a call that waits for the runtime (tether_sio_server_listen,
+    /// tether_sio_client_socket_connect with a timeout, tether_ws_server_listen,
+    /// tether_ws_client_connect, the Redis calls) made from inside a callback that runs
+    /// on that thread returns TETHER_RESULT_WRONG_THREAD instead of waiting for itself;
+    /// make such calls from your own threads. false (0): worker threads.
+    pub single_threaded: bool,
 }
 
 /// The runtime: owns the worker threads every server and client of it runs on, and
@@ -86,7 +94,17 @@ pub unsafe extern "C" fn tether_runtime_new(
                 .unwrap_or(tether_runtime_options {
                     worker_threads: 0,
                     delivery: 0,
+                    single_threaded: false,
                 });
+            if opts.single_threaded && opts.worker_threads > 1 {
+                return Err(Fail::new(
+                    tether_result::InvalidParameter,
+                    format!(
+                        "a single-threaded runtime has one thread, not worker_threads {}",
+                        opts.worker_threads
+                    ),
+                ));
+            }
             let workers = match opts.worker_threads {
                 0 => 2,
                 n @ 1..=256 => n as usize,
@@ -109,6 +127,7 @@ pub unsafe extern "C" fn tether_runtime_new(
             };
             let rt = Runtime::builder()
                 .workers(workers)
+                .single_threaded(opts.single_threaded)
                 .delivery(delivery)
                 .build()?;
             let obj = Arc::new(RtObj { rt });

@@ -363,7 +363,7 @@ pub(crate) struct NsCbs {
     connection: RwLock<Option<Arc<Cb<ConnFn>>>>,
     disconnect: RwLock<Option<Arc<Cb<DiscFn>>>>,
     any: RwLock<Option<Arc<Cb<EventFn>>>>,
-    events: RwLock<HashMap<String, Arc<Cb<EventFn>>>>,
+    events: RwLock<HashMap<String, Arc<Cb<EventFn>>, foldhash::fast::RandomState>>,
     sockets: Mutex<HashMap<String, Weak<SockObj>>>,
 }
 
@@ -439,7 +439,7 @@ impl ServerObj {
             connection: RwLock::new(None),
             disconnect: RwLock::new(None),
             any: RwLock::new(None),
-            events: RwLock::new(HashMap::new()),
+            events: RwLock::new(HashMap::default()),
             sockets: Mutex::new(HashMap::new()),
         });
         // Weak: the namespace (inside the core server) must not keep these alive.
@@ -472,7 +472,7 @@ fn on_connection(cbs: &Arc<NsCbs>, socket: SocketRef) {
             let Some(cb) = read(&cbs2.disconnect).clone() else {
                 return;
             };
-            cbs2.rt.deliver(Box::new(move || {
+            cbs2.rt.deliver_fn(move || {
                 let r = nul_terminated(reason.as_str().to_owned());
                 // SAFETY: the C caller's callback and userdata.
                 unsafe {
@@ -482,15 +482,15 @@ fn on_connection(cbs: &Arc<NsCbs>, socket: SocketRef) {
                         tether_str::from_nul(&r),
                     )
                 };
-            }));
+            });
         });
     }
     if let Some(cb) = read(&cbs.connection).clone() {
         let so2 = so.clone();
-        cbs.rt.deliver(Box::new(move || {
+        cbs.rt.deliver_fn(move || {
             // SAFETY: the C caller's callback and userdata.
             unsafe { (cb.f)(cb.ud.ptr, tether_sio_socket::borrow_ptr(&so2)) };
-        }));
+        });
     }
 }
 
@@ -866,11 +866,11 @@ pub unsafe extern "C" fn tether_sio_server_on_connect_request(
         s.io.of(&n).use_deferred_middleware(move |ctx, decision| {
             let req = Arc::new(ConnReq::new(rt.clone(), ctx, decision));
             let cb = cb.clone();
-            rt.deliver(Box::new(move || {
+            rt.deliver_fn(move || {
                 // SAFETY: the C caller's callback and userdata.
                 unsafe { (cb.f)(cb.ud.ptr, tether_sio_connect_request::borrow_ptr(&req)) };
                 drop(req);
-            }));
+            });
         });
         Ok(())
     })

@@ -441,10 +441,10 @@ impl ConnObj {
         }
         if let Some(f) = self.cbs.c.on_open {
             let me = self.clone();
-            self.rt.deliver(Box::new(move || {
+            self.rt.deliver_fn(move || {
                 // SAFETY: the C caller's callback and userdata.
                 unsafe { f(me.cbs.ud.ptr, tether_ws_conn::borrow_ptr(&me)) }
-            }));
+            });
         }
     }
 
@@ -460,7 +460,7 @@ impl ConnObj {
             return;
         };
         let me = self.clone();
-        self.rt.deliver(Box::new(move || {
+        self.rt.deliver_fn(move || {
             let (binary, data) = match &msg {
                 WsMessage::Text(t) => (false, t.as_bytes()),
                 WsMessage::Binary(b) => (true, &b[..]),
@@ -475,7 +475,7 @@ impl ConnObj {
                     data.len(),
                 )
             }
-        }));
+        });
     }
 
     fn closed(self: &Arc<Self>, info: &CloseInfo, owner: &Weak<Owner>) {
@@ -486,7 +486,7 @@ impl ConnObj {
                 let me = self.clone();
                 let (code, by_peer) = (info.code, info.by_peer);
                 let reason = nul_terminated(info.reason.clone());
-                self.rt.deliver(Box::new(move || {
+                self.rt.deliver_fn(move || {
                     // SAFETY: the C caller's callback and userdata.
                     unsafe {
                         f(
@@ -497,7 +497,7 @@ impl ConnObj {
                             by_peer,
                         )
                     }
-                }));
+                });
             }
         }
         if let Some(o) = owner.upgrade() {
@@ -889,11 +889,11 @@ pub unsafe extern "C" fn tether_ws_client_connect(
                     && let Some(f) = o2.cbs.c.on_connect_error
                 {
                     let cbs = o2.cbs.clone();
-                    o2.rt.deliver(Box::new(move || {
+                    o2.rt.deliver_fn(move || {
                         let m = nul_terminated(msg);
                         // SAFETY: the C caller's callback and userdata.
                         unsafe { f(cbs.ud.ptr, code, tether_str::from_nul(&m)) }
-                    }));
+                    });
                 }
             });
             return Ok(());

@@ -249,6 +249,7 @@ impl From<RuntimeError> for Error {
             RuntimeError::ShutDown => Error::ShutDown("the tether runtime is shut down".into()),
             RuntimeError::Timeout => Error::Timeout("timed out".into()),
             RuntimeError::Io(e) => Error::Other(e.to_string()),
+            e @ RuntimeError::OnRuntimeThread => Error::Other(e.to_string()),
         }
     }
 }

@@ -371,7 +371,7 @@ impl WsServer {
             let h = h.clone();
             let c2 = core2.clone();
             let cr = core2.clone();
-            cr.rt.deliver(Box::new(move || {
+            cr.rt.deliver_fn(move || {
                 c2.clone().post(Box::new(move |py| {
                     let r = Py::new(py, WsConnection::new(c2, conn, rx)).and_then(|obj| {
                         let t =
@@ -382,7 +382,7 @@ impl WsServer {
                         report(py, e, "tether: cannot start a WebSocket handler");
                     }
                 }));
-            }));
+            });
         });
         Ok(WsServer {
             st,
