@@ -8,9 +8,11 @@
 
 pub mod client;
 mod queue;
+mod request;
 mod timers;
 
 pub(crate) use queue::FrameRx;
+pub use request::SharedRequest;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -141,7 +143,7 @@ pub trait EngineHandler: Send + Sync + 'static {
 pub struct EngineSocket {
     id: Str,
     engine: Weak<Engine>,
-    req: Arc<RequestInfo>,
+    req: SharedRequest,
     tx: queue::FrameTx,
     /// The outgoing queue's consumer, held by the active transport.
     pub(crate) rx: tokio::sync::Mutex<FrameRx>,
@@ -196,13 +198,14 @@ impl EngineSocket {
         &self.id
     }
 
-    /// The handshake request.
+    /// The handshake request (the first call builds the full [`RequestInfo`] and keeps it;
+    /// [`EngineSocket::shared_request`] reads headers and query without that).
     pub fn request(&self) -> &RequestInfo {
         &self.req
     }
 
-    /// The handshake request, shared (sockets keep it without copying the headers).
-    pub(crate) fn request_arc(&self) -> &Arc<RequestInfo> {
+    /// The handshake request in its compact, shared form.
+    pub fn shared_request(&self) -> &SharedRequest {
         &self.req
     }
 
@@ -528,18 +531,18 @@ impl Engine {
     /// `handler.on_connect`.
     pub(crate) fn create_session(
         self: &Arc<Self>,
-        req: RequestInfo,
+        req: SharedRequest,
         transport: TransportType,
         admitted: bool,
     ) -> Arc<EngineSocket> {
         let id = generate_sid();
         let capacity = self.config.send_queue_capacity.max(4);
         let (tx, rx) = queue::frame_queue(capacity + CONTROL_RESERVE);
-        let admitted = admitted.then_some(req.peer.ip());
+        let admitted = admitted.then_some(req.peer().ip());
         let socket = Arc::new(EngineSocket {
             id: id.clone(),
             engine: Arc::downgrade(self),
-            req: Arc::new(req),
+            req,
             tx,
             rx: tokio::sync::Mutex::new(rx),
             transport: AtomicU8::new(transport as u8),

@@ -250,7 +250,7 @@ impl IoInner {
             _ => Value::Object(Default::default()),
         };
         let restored = try_restore(&ns, &auth);
-        let handshake = Handshake::new(auth, conn.engine.request_arc());
+        let handshake = Handshake::new(auth, conn.engine.shared_request());
         let sid = match &restored {
             Some(r) => r.sid.clone(),
             None => crate::engine::generate_sid(),
