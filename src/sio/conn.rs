@@ -1,12 +1,12 @@
 //! One Engine.IO connection seen by Socket.IO: the packet decoder and the namespaces
 //! the client joined over it (socket.io's server-side `Client`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::small::SmallMap;
 use super::socket::SocketRef;
 use super::{ConnectContext, ConnectError, DisconnectReason, Handshake, IoInner, Namespace};
 use crate::engine::{DisconnectReason as EngineReason, EngineHandler, EngineSocket};
@@ -22,7 +22,7 @@ pub(crate) struct Conn {
     holder: std::sync::atomic::AtomicU64,
     engine: Arc<EngineSocket>,
     decoder: Mutex<Decoder>,
-    sockets: Mutex<HashMap<Str, SocketRef>>,
+    sockets: Mutex<SmallMap<Str, SocketRef>>,
     dynamic: std::sync::atomic::AtomicUsize,
 }
 
@@ -296,7 +296,7 @@ impl EngineHandler for Arc<IoInner> {
         let conn = Arc::new(Conn {
             engine: socket.clone(),
             decoder: Mutex::new(Decoder::new(self.config.decoder)),
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(SmallMap::default()),
             dynamic: std::sync::atomic::AtomicUsize::new(0),
             dispatch: Mutex::new(()),
             holder: std::sync::atomic::AtomicU64::new(0),

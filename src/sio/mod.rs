@@ -21,6 +21,7 @@ mod conn;
 mod namespace;
 mod payload;
 pub mod recovery;
+mod small;
 mod socket;
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! One client's membership of one namespace: events, acks, rooms, emits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::conn::Conn;
 use super::namespace::{BroadcastOperator, Namespace};
 use super::payload::{AckError, Args, SerializeError};
+use super::small::{SmallMap, SmallSet};
 use super::{DisconnectReason, EmitError, Handshake, Room};
 use crate::engine::SendError;
 use crate::proto::Str;
@@ -132,10 +133,10 @@ pub(crate) struct SocketInner {
     pub(crate) ns: Namespace,
     pub(crate) conn: Arc<Conn>,
     handshake: Handshake,
-    handlers: RwLock<HashMap<String, EventHandler>>,
+    handlers: RwLock<SmallMap<Box<str>, EventHandler>>,
     any: RwLock<Vec<AnyHandler>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
-    pub(crate) rooms: Mutex<HashSet<Room>>,
+    pub(crate) rooms: Mutex<SmallSet<Room>>,
     acks: Mutex<HashMap<u64, AckCallback>>,
     connected: AtomicBool,
     rate: Option<(Mutex<crate::limits::TokenBucket>, crate::config::RateAction)>,
@@ -183,10 +184,10 @@ impl SocketRef {
                 ns,
                 conn,
                 handshake,
-                handlers: RwLock::new(HashMap::new()),
+                handlers: RwLock::new(SmallMap::default()),
                 any: RwLock::new(Vec::new()),
                 on_disconnect: Mutex::new(Vec::new()),
-                rooms: Mutex::new(HashSet::new()),
+                rooms: Mutex::new(SmallSet::default()),
                 acks: Mutex::new(HashMap::new()),
                 connected: AtomicBool::new(true),
                 rate: rate.map(|r| {
@@ -271,7 +272,7 @@ impl SocketRef {
         F: Fn(&SocketRef, Event) + Send + Sync + 'static,
     {
         if let Ok(mut h) = self.inner.handlers.write() {
-            h.insert(event.into(), Arc::new(handler));
+            h.insert(event.into().into_boxed_str(), Arc::new(handler));
         }
     }
 
@@ -524,7 +525,7 @@ impl SocketRef {
             .handlers
             .read()
             .ok()
-            .and_then(|h| h.get(&event.name).cloned());
+            .and_then(|h| h.get(event.name.as_str()).cloned());
         match handler {
             Some(h) => h(self, event),
             None if any.is_empty() => {
