@@ -179,11 +179,12 @@ impl<T: Eq + Hash> SmallSet<T> {
 }
 
 /// The local members of a room: most rooms are a socket's own, with one member, kept
-/// inline (no allocation); more members go to a [`SmallSet`].
+/// inline (no allocation, and the room table's entries stay small); more members go to
+/// a boxed [`SmallSet`].
 #[derive(Debug)]
 pub(crate) enum Members<T> {
     One(T),
-    Many(SmallSet<T>),
+    Many(Box<SmallSet<T>>),
 }
 
 impl<T: Eq + Hash> Members<T> {
@@ -196,8 +197,7 @@ impl<T: Eq + Hash> Members<T> {
         match self {
             Members::One(v) if *v == value => false,
             Members::One(_) => {
-                let Members::One(first) =
-                    std::mem::replace(self, Members::Many(SmallSet::default()))
+                let Members::One(first) = std::mem::replace(self, Members::Many(Box::default()))
                 else {
                     return false;
                 };
@@ -251,6 +251,7 @@ mod tests {
         assert!(!m.remove("zz"));
         assert!(!m.remove("b"));
         assert!(m.remove("c"));
+        assert_eq!(std::mem::size_of::<Members<crate::proto::Str>>(), 32);
         let mut solo = Members::one("x".to_string());
         assert!(!solo.remove("y"));
         assert!(solo.remove("x"));

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -134,16 +134,35 @@ pub(crate) struct SocketInner {
     pub(crate) conn: Arc<Conn>,
     handshake: Handshake,
     handlers: RwLock<SmallMap<Box<str>, EventHandler>>,
-    any: RwLock<Vec<AnyHandler>>,
-    on_disconnect: Mutex<Vec<DisconnectHandler>>,
     pub(crate) rooms: Mutex<SmallSet<Room>>,
-    acks: Mutex<HashMap<u64, AckCallback>>,
+    /// Catch-all and disconnect handlers, pending acks: allocated on first use.
+    extra: OnceLock<Box<Extra>>,
     connected: AtomicBool,
-    rate: Option<(Mutex<crate::limits::TokenBucket>, crate::config::RateAction)>,
-    dropped: std::sync::atomic::AtomicU64,
+    /// The event rate limit, when configured.
+    rate: Option<Box<Rate>>,
     /// Private session id (connection state recovery), sent in the CONNECT answer.
     pub(crate) pid: Option<Str>,
     recovered: bool,
+}
+
+/// What only some sockets use (kept out of every socket's own allocation).
+#[derive(Default)]
+struct Extra {
+    any: RwLock<Vec<AnyHandler>>,
+    on_disconnect: Mutex<Vec<DisconnectHandler>>,
+    acks: Mutex<HashMap<u64, AckCallback>>,
+}
+
+struct Rate {
+    bucket: Mutex<crate::limits::TokenBucket>,
+    action: crate::config::RateAction,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl SocketInner {
+    fn extra(&self) -> &Extra {
+        self.extra.get_or_init(Box::default)
+    }
 }
 
 /// A handle to a connected socket (one client in one namespace). Cheap to clone; usable
@@ -185,18 +204,16 @@ impl SocketRef {
                 conn,
                 handshake,
                 handlers: RwLock::new(SmallMap::default()),
-                any: RwLock::new(Vec::new()),
-                on_disconnect: Mutex::new(Vec::new()),
                 rooms: Mutex::new(SmallSet::default()),
-                acks: Mutex::new(HashMap::new()),
+                extra: OnceLock::new(),
                 connected: AtomicBool::new(true),
                 rate: rate.map(|r| {
-                    (
-                        Mutex::new(crate::limits::TokenBucket::new(r.limit)),
-                        r.action,
-                    )
+                    Box::new(Rate {
+                        bucket: Mutex::new(crate::limits::TokenBucket::new(r.limit)),
+                        action: r.action,
+                        dropped: std::sync::atomic::AtomicU64::new(0),
+                    })
                 }),
-                dropped: std::sync::atomic::AtomicU64::new(0),
                 pid,
                 recovered,
             }),
@@ -241,7 +258,10 @@ impl SocketRef {
 
     /// Events dropped by the event rate limit ([`crate::config::SioConfig::event_rate`]).
     pub fn dropped_events(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.inner
+            .rate
+            .as_ref()
+            .map_or(0, |r| r.dropped.load(Ordering::Relaxed))
     }
 
     /// Frames waiting in this connection's outgoing queue (shared by its namespaces).
@@ -288,7 +308,7 @@ impl SocketRef {
     where
         F: Fn(&SocketRef, &Event) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.inner.any.write() {
+        if let Ok(mut h) = self.inner.extra().any.write() {
             h.push(Arc::new(handler));
         }
     }
@@ -299,7 +319,7 @@ impl SocketRef {
         F: FnOnce(&SocketRef, DisconnectReason) + Send + 'static,
     {
         if self.connected() {
-            if let Ok(mut h) = self.inner.on_disconnect.lock() {
+            if let Ok(mut h) = self.inner.extra().on_disconnect.lock() {
                 h.push(Box::new(handler));
                 return;
             }
@@ -364,7 +384,7 @@ impl SocketRef {
             cb(Err(AckError::Disconnected));
             return;
         }
-        if let Ok(mut acks) = self.inner.acks.lock() {
+        if let Ok(mut acks) = self.inner.extra().acks.lock() {
             acks.insert(id, cb);
         }
         let weak = Arc::downgrade(&self.inner);
@@ -380,7 +400,7 @@ impl SocketRef {
     }
 
     fn take_ack(&self, id: u64) -> Option<AckCallback> {
-        self.inner.acks.lock().ok()?.remove(&id)
+        self.inner.extra.get()?.acks.lock().ok()?.remove(&id)
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
@@ -473,38 +493,39 @@ impl SocketRef {
         }
         self.inner.ns.remove_socket(self);
         self.inner.conn.remove_socket(self.inner.ns.name());
-        let acks: Vec<AckCallback> = self
-            .inner
-            .acks
-            .lock()
-            .map(|mut a| a.drain().map(|(_, cb)| cb).collect())
-            .unwrap_or_default();
-        for cb in acks {
-            cb(Err(AckError::Disconnected));
-        }
-        let handlers: Vec<DisconnectHandler> = self
-            .inner
-            .on_disconnect
-            .lock()
-            .map(|mut h| std::mem::take(&mut *h))
-            .unwrap_or_default();
-        for h in handlers {
-            h(self, reason);
+        if let Some(extra) = self.inner.extra.get() {
+            let acks: Vec<AckCallback> = extra
+                .acks
+                .lock()
+                .map(|mut a| a.drain().map(|(_, cb)| cb).collect())
+                .unwrap_or_default();
+            for cb in acks {
+                cb(Err(AckError::Disconnected));
+            }
+            let handlers: Vec<DisconnectHandler> = extra
+                .on_disconnect
+                .lock()
+                .map(|mut h| std::mem::take(&mut *h))
+                .unwrap_or_default();
+            for h in handlers {
+                h(self, reason);
+            }
+            if let Ok(mut h) = extra.any.write() {
+                h.clear();
+            }
         }
         if let Ok(mut h) = self.inner.handlers.write() {
-            h.clear();
-        }
-        if let Ok(mut h) = self.inner.any.write() {
             h.clear();
         }
     }
 
     /// Deliver an EVENT packet to the handlers.
     pub(crate) fn handle_event(&self, packet: Packet) {
-        if let Some((bucket, action)) = &self.inner.rate {
-            let allowed = bucket.lock().map(|mut b| b.try_take()).unwrap_or(true);
+        if let Some(rate) = &self.inner.rate {
+            let action = &rate.action;
+            let allowed = rate.bucket.lock().map(|mut b| b.try_take()).unwrap_or(true);
             if !allowed {
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                rate.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(sid = %self.inner.id, ?action, "event rate limit exceeded");
                 if *action == crate::config::RateAction::Disconnect {
                     self.disconnect();
@@ -516,7 +537,10 @@ impl SocketRef {
         else {
             return;
         };
-        let any: Vec<AnyHandler> = self.inner.any.read().map(|h| h.clone()).unwrap_or_default();
+        let any: Vec<AnyHandler> = match self.inner.extra.get() {
+            Some(x) => x.any.read().map(|h| h.clone()).unwrap_or_default(),
+            None => Vec::new(),
+        };
         for h in &any {
             h(self, &event);
         }
