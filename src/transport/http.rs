@@ -457,7 +457,7 @@ async fn engine_request(
                 socket.close_with(crate::engine::DisconnectReason::PingTimeout);
                 return engine_error(EngineError::UnknownSid);
             }
-            if socket.is_closed() && !socket.late_poll.swap(false, Ordering::AcqRel) {
+            if socket.is_closed() && !socket.rare().late_poll.swap(false, Ordering::AcqRel) {
                 return engine_error(EngineError::UnknownSid);
             }
             if !upgrade && socket.transport() != transport {
@@ -472,7 +472,7 @@ async fn engine_request(
                 };
                 let on_upgrade = hyper::upgrade::on(&mut req);
                 if socket.transport() != TransportType::Polling
-                    || socket.upgrading.swap(true, Ordering::AcqRel)
+                    || socket.rare().upgrading.swap(true, Ordering::AcqRel)
                 {
                     // Already upgraded or upgrading: accept, then close this one
                     // (the reference does; the session carries on).
@@ -492,7 +492,7 @@ async fn engine_request(
                             let ws = super::websocket::wrap(upgraded, &engine);
                             super::websocket::upgrade(engine, socket, ws).await;
                         }
-                        Err(_) => socket.upgrading.store(false, Ordering::Release),
+                        Err(_) => socket.rare().upgrading.store(false, Ordering::Release),
                     }
                 });
                 return resp;

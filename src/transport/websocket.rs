@@ -97,7 +97,7 @@ pub(crate) async fn run(
     let closed_fut = socket.closed();
     tokio::pin!(closed_fut);
     let mut close_code = 1000u16;
-    let carried = socket.carry.lock().ok().and_then(|mut c| c.take());
+    let carried = socket.take_carry();
     if let Some(f) = carried
         && {
             queue_frame(ws, &f);
@@ -225,8 +225,8 @@ pub(crate) async fn upgrade(engine: Arc<Engine>, socket: Arc<EngineSocket>, mut 
                             break false;
                         }
                         // Release a pending poll so the client can send the upgrade.
-                        socket.probed.store(true, Ordering::Release);
-                        socket.poll_kick.notify_waiters();
+                        socket.rare().probed.store(true, Ordering::Release);
+                        socket.rare().poll_kick.notify_waiters();
                     }
                     Incoming::Packet(Packet::Upgrade) if probed => break true,
                     Incoming::Ignore => {}
@@ -236,17 +236,17 @@ pub(crate) async fn upgrade(engine: Arc<Engine>, socket: Arc<EngineSocket>, mut 
         }
     };
     if !upgraded || socket.is_closed() {
-        socket.probed.store(false, Ordering::Release);
-        socket.upgrading.store(false, Ordering::Release);
+        socket.rare().probed.store(false, Ordering::Release);
+        socket.rare().upgrading.store(false, Ordering::Release);
         tracing::debug!(sid = %socket.id(), "websocket upgrade abandoned");
         let _ = ws.close(None).await;
         return;
     }
     socket.set_transport(TransportType::Websocket);
-    socket.poll_kick.notify_waiters();
+    socket.rare().poll_kick.notify_waiters();
     let mut rx = socket.rx.lock().await;
-    socket.probed.store(false, Ordering::Release);
-    socket.upgrading.store(false, Ordering::Release);
+    socket.rare().probed.store(false, Ordering::Release);
+    socket.rare().upgrading.store(false, Ordering::Release);
     tracing::debug!(sid = %socket.id(), "upgraded to websocket");
     run(&engine, &socket, &mut ws, &mut rx).await;
 }
