@@ -379,6 +379,12 @@ impl EngineSocket {
         }
     }
 
+    /// Notified (`notify_waiters`) once the session has ended, after [`Self::is_closed`]
+    /// turns true: enable a `Notified` first, then check the flag.
+    pub(crate) fn closed_notify(&self) -> &Notify {
+        &self.closed
+    }
+
     /// Close the connection from the server side. The peer gets a close packet when the
     /// transport can still carry one; the handler's `on_disconnect` runs once.
     pub fn close(self: &Arc<Self>) {
