@@ -8,15 +8,17 @@
 
 pub mod client;
 mod queue;
+mod request;
 mod timers;
 
 pub(crate) use queue::FrameRx;
+pub use request::SharedRequest;
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -141,27 +143,18 @@ pub trait EngineHandler: Send + Sync + 'static {
 pub struct EngineSocket {
     id: Str,
     engine: Weak<Engine>,
-    req: Arc<RequestInfo>,
+    req: SharedRequest,
     tx: queue::FrameTx,
     /// The outgoing queue's consumer, held by the active transport.
     pub(crate) rx: tokio::sync::Mutex<FrameRx>,
     transport: AtomicU8,
-    pub(crate) upgrading: AtomicBool,
-    /// The upgrade's probe was answered: polls get a noop until the upgrade completes.
-    pub(crate) probed: AtomicBool,
-    /// After the client closed over polling with no poll pending: one racing poll may
-    /// still get its noop.
-    pub(crate) late_poll: AtomicBool,
-    /// Wakes pending polling `GET`s (`notify_waiters`: no permit is stored) during an upgrade.
-    pub(crate) poll_kick: Notify,
+    /// The long-polling transport's and the upgrade's state, and the high-water hooks:
+    /// made on first use, so a session opened on WebSocket does without.
+    rare: OnceLock<Box<Rare>>,
     /// Where the heartbeat stands (driven by the engine's timer task).
     beat: Mutex<timers::Beat>,
-    /// A frame taken from the queue that did not fit in the last poll response.
-    pub(crate) carry: Mutex<Option<Frame>>,
     /// When the outstanding ping's pong is due, if one is outstanding.
     ping_deadline: Mutex<Option<std::time::Instant>>,
-    /// Serializes the processing of incoming data (one POST at a time).
-    pub(crate) incoming: tokio::sync::Mutex<()>,
     /// Woken (`notify_waiters`) when the session ends; see [`EngineSocket::closed`].
     closed: Notify,
     /// Why it ended: 0 while open, else `DisconnectReason as u8 + 1`.
@@ -174,6 +167,23 @@ pub struct EngineSocket {
     /// `send_queue_capacity`: data beyond it is refused; control frames use the reserve.
     limit: usize,
     above_high_water: AtomicBool,
+}
+
+/// The part of a session only some sessions use (see `EngineSocket::rare`).
+#[derive(Default)]
+pub(crate) struct Rare {
+    pub(crate) upgrading: AtomicBool,
+    /// The upgrade's probe was answered: polls get a noop until the upgrade completes.
+    pub(crate) probed: AtomicBool,
+    /// After the client closed over polling with no poll pending: one racing poll may
+    /// still get its noop.
+    pub(crate) late_poll: AtomicBool,
+    /// Wakes pending polling `GET`s (`notify_waiters`: no permit is stored) during an upgrade.
+    pub(crate) poll_kick: Notify,
+    /// A frame taken from the queue that did not fit in the last poll response.
+    pub(crate) carry: Mutex<Option<Frame>>,
+    /// Serializes the processing of incoming data (one POST at a time).
+    pub(crate) incoming: tokio::sync::Mutex<()>,
     high_water_hooks: Mutex<Vec<HighWaterHook>>,
 }
 
@@ -196,13 +206,14 @@ impl EngineSocket {
         &self.id
     }
 
-    /// The handshake request.
+    /// The handshake request (the first call builds the full [`RequestInfo`] and keeps it;
+    /// [`EngineSocket::shared_request`] reads headers and query without that).
     pub fn request(&self) -> &RequestInfo {
         &self.req
     }
 
-    /// The handshake request, shared (sockets keep it without copying the headers).
-    pub(crate) fn request_arc(&self) -> &Arc<RequestInfo> {
+    /// The handshake request in its compact, shared form.
+    pub fn shared_request(&self) -> &SharedRequest {
         &self.req
     }
 
@@ -213,6 +224,16 @@ impl EngineSocket {
         } else {
             TransportType::Polling
         }
+    }
+
+    /// The polling/upgrade state and high-water hooks (made on first use).
+    pub(crate) fn rare(&self) -> &Rare {
+        self.rare.get_or_init(Box::default)
+    }
+
+    /// Take the frame a poll response left behind, if any.
+    pub(crate) fn take_carry(&self) -> Option<Frame> {
+        self.rare.get()?.carry.lock().ok()?.take()
     }
 
     pub(crate) fn set_transport(&self, t: TransportType) {
@@ -247,7 +268,7 @@ impl EngineSocket {
     /// Run `hook` whenever the outgoing queue grows past the high-water mark
     /// ([`EngineConfig::send_queue_high_water`]), once per crossing.
     pub fn on_high_water(&self, hook: HighWaterHook) {
-        if let Ok(mut h) = self.high_water_hooks.lock() {
+        if let Ok(mut h) = self.rare().high_water_hooks.lock() {
             h.push(hook);
         }
     }
@@ -256,9 +277,9 @@ impl EngineSocket {
         if n >= self.high_water {
             if !self.above_high_water.swap(true, Ordering::AcqRel) {
                 let hooks: Vec<HighWaterHook> = self
-                    .high_water_hooks
-                    .lock()
-                    .map(|h| h.clone())
+                    .rare
+                    .get()
+                    .and_then(|r| r.high_water_hooks.lock().ok().map(|h| h.clone()))
                     .unwrap_or_default();
                 tracing::debug!(sid = %self.id, queued = n, "send queue above high water");
                 for h in hooks {
@@ -358,6 +379,12 @@ impl EngineSocket {
         }
     }
 
+    /// Notified (`notify_waiters`) once the session has ended, after [`Self::is_closed`]
+    /// turns true: enable a `Notified` first, then check the flag.
+    pub(crate) fn closed_notify(&self) -> &Notify {
+        &self.closed
+    }
+
     /// Close the connection from the server side. The peer gets a close packet when the
     /// transport can still carry one; the handler's `on_disconnect` runs once.
     pub fn close(self: &Arc<Self>) {
@@ -378,7 +405,7 @@ impl EngineSocket {
             // noop (the client closed) or the queued close packet (the server closed,
             // as Node's polling transport waits to deliver it). Decided before the
             // session reads as closed, so a racing poll sees it.
-            self.late_poll.store(true, Ordering::Release);
+            self.rare().late_poll.store(true, Ordering::Release);
         }
         if self.close_once.swap(true, Ordering::AcqRel) {
             return;
@@ -386,7 +413,9 @@ impl EngineSocket {
         tracing::debug!(sid = %self.id, %reason, "engine.io connection closed");
         self.reason.store(reason as u8 + 1, Ordering::Release);
         self.closed.notify_waiters();
-        if let Ok(mut h) = self.high_water_hooks.lock() {
+        if let Some(r) = self.rare.get()
+            && let Ok(mut h) = r.high_water_hooks.lock()
+        {
             h.clear();
         }
         if let Some(engine) = self.engine.upgrade() {
@@ -528,31 +557,26 @@ impl Engine {
     /// `handler.on_connect`.
     pub(crate) fn create_session(
         self: &Arc<Self>,
-        req: RequestInfo,
+        req: SharedRequest,
         transport: TransportType,
         admitted: bool,
     ) -> Arc<EngineSocket> {
         let id = generate_sid();
         let capacity = self.config.send_queue_capacity.max(4);
         let (tx, rx) = queue::frame_queue(capacity + CONTROL_RESERVE);
-        let admitted = admitted.then_some(req.peer.ip());
+        let admitted = admitted.then_some(req.peer().ip());
         let socket = Arc::new(EngineSocket {
             id: id.clone(),
             engine: Arc::downgrade(self),
-            req: Arc::new(req),
+            req,
             tx,
             rx: tokio::sync::Mutex::new(rx),
             transport: AtomicU8::new(transport as u8),
-            upgrading: AtomicBool::new(false),
-            probed: AtomicBool::new(false),
-            late_poll: AtomicBool::new(false),
-            poll_kick: Notify::new(),
+            rare: OnceLock::new(),
             beat: Mutex::new(timers::Beat::new(
                 tokio::time::Instant::now() + self.config.ping_interval,
             )),
-            carry: Mutex::new(None),
             ping_deadline: Mutex::new(None),
-            incoming: tokio::sync::Mutex::new(()),
             closed: Notify::new(),
             reason: AtomicU8::new(0),
             close_once: AtomicBool::new(false),
@@ -565,7 +589,6 @@ impl Engine {
                 .clamp(1, capacity),
             limit: capacity,
             above_high_water: AtomicBool::new(false),
-            high_water_hooks: Mutex::new(Vec::new()),
         });
         let open = Packet::Open(Str::from(
             self.handshake(&id, transport == TransportType::Polling)

@@ -17,8 +17,41 @@ use crate::proto::engineio::Frame;
 /// Slots an emptied queue may keep; a burst beyond this gives its memory back.
 const KEEP_SLOTS: usize = 8;
 
+/// The frames, oldest first: the oldest one inline, the rest in a deque. A session that
+/// has at most one frame waiting at a time (an echo, a ping, one broadcast) never
+/// allocates the deque, so an idle session holds no queue memory beyond this.
+#[derive(Default)]
+struct Frames {
+    /// The oldest frame; `None` only when the queue is empty.
+    head: Option<Frame>,
+    rest: VecDeque<Frame>,
+}
+
+impl Frames {
+    fn len(&self) -> usize {
+        self.head.is_some() as usize + self.rest.len()
+    }
+
+    fn push_back(&mut self, f: Frame) {
+        if self.head.is_none() {
+            self.head = Some(f);
+        } else {
+            self.rest.push_back(f);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Frame> {
+        let f = self.head.take()?;
+        self.head = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > KEEP_SLOTS {
+            self.rest.shrink_to(KEEP_SLOTS);
+        }
+        Some(f)
+    }
+}
+
 struct Shared {
-    frames: Mutex<VecDeque<Frame>>,
+    frames: Mutex<Frames>,
     /// The consumer's waker (one consumer at a time: the transport holding `rx`). It
     /// registers before its last look at the queue, so a push in between is never lost.
     ready: AtomicWaker,
@@ -27,7 +60,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Frame>> {
+    fn lock(&self) -> MutexGuard<'_, Frames> {
         // A panic while holding this lock cannot leave the deque inconsistent.
         self.frames.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -46,7 +79,7 @@ pub(crate) struct Empty;
 /// A queue holding at most `max` frames.
 pub(crate) fn frame_queue(max: usize) -> (FrameTx, FrameRx) {
     let shared = Arc::new(Shared {
-        frames: Mutex::new(VecDeque::new()),
+        frames: Mutex::new(Frames::default()),
         ready: AtomicWaker::new(),
         max: max.max(1),
     });
@@ -68,7 +101,9 @@ impl FrameTx {
             if q.len() + n > limit {
                 return Err(SendError::QueueFull);
             }
-            q.extend(frames.cloned());
+            for f in frames {
+                q.push_back(f.clone());
+            }
             q.len()
         };
         if n > 0 {
@@ -121,12 +156,7 @@ impl FrameRx {
 
     /// The next frame if one is waiting.
     pub(crate) fn try_recv(&mut self) -> Result<Frame, Empty> {
-        let mut q = self.0.lock();
-        let f = q.pop_front().ok_or(Empty)?;
-        if q.is_empty() && q.capacity() > KEEP_SLOTS {
-            q.shrink_to(KEEP_SLOTS);
-        }
-        Ok(f)
+        self.0.lock().pop_front().ok_or(Empty)
     }
 }
 
@@ -185,7 +215,14 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 500);
-        assert!(rx.0.lock().capacity() <= KEEP_SLOTS);
+        assert!(rx.0.lock().rest.capacity() <= KEEP_SLOTS);
+        // One frame at a time never allocates.
+        let (tx, mut rx) = frame_queue(8);
+        for i in 0..10 {
+            tx.push(text(&i.to_string()), 8).ok();
+            assert_eq!(rx.try_recv().ok(), Some(text(&i.to_string())));
+        }
+        assert_eq!(rx.0.lock().rest.capacity(), 0);
     }
 
     #[tokio::test]

@@ -44,10 +44,19 @@ impl Beat {
     }
 }
 
+/// What a heap entry is for, in one word (entries stay 32 bytes: the heap holds two or
+/// three per session): a heartbeat step of that schedule generation, or the connect
+/// deadline ([`Kind::HOOK`], which sorts after any beat due at the same time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Beat(u64),
-    Hook,
+struct Kind(u64);
+
+impl Kind {
+    const HOOK: Kind = Kind(u64::MAX);
+
+    /// A heartbeat step (generations stay far below `u64::MAX`).
+    fn beat(generation: u64) -> Kind {
+        Kind(generation.min(u64::MAX - 1))
+    }
 }
 
 struct Entry {
@@ -124,9 +133,9 @@ impl Timers {
         {
             let mut h = self.heap();
             h.live += 1;
-            self.push_locked(&mut h, first_ping, Kind::Beat(0), socket);
+            self.push_locked(&mut h, first_ping, Kind::beat(0), socket);
             if let Some(at) = hook_at {
-                self.push_locked(&mut h, at, Kind::Hook, socket);
+                self.push_locked(&mut h, at, Kind::HOOK, socket);
             }
         }
         // After the push: a driver that saw no live session has already cleared `running`.
@@ -158,7 +167,7 @@ impl Timers {
             b.phase = Phase::Idle(next);
             (next, b.generation)
         };
-        self.push(next.0, Kind::Beat(next.1), socket);
+        self.push(next.0, Kind::beat(next.1), socket);
     }
 
     /// The engine is gone: the driver ends.
@@ -177,6 +186,9 @@ impl Drop for Running {
         self.0.running.store(false, Ordering::Release);
     }
 }
+
+/// Due entries the driver's batch keeps room for between wake-ups.
+const DUE_KEEP: usize = 64;
 
 async fn drive(timers: Arc<Timers>, engine: Weak<Engine>) {
     let _running = Running(timers.clone());
@@ -208,6 +220,10 @@ async fn drive(timers: Arc<Timers>, engine: Weak<Engine>) {
             for e in due.drain(..) {
                 fire(&timers, &engine, e);
             }
+            if due.capacity() > DUE_KEEP {
+                // A heartbeat of many sessions at once: do not keep its batch's memory.
+                due = Vec::new();
+            }
             continue;
         }
         match next {
@@ -228,8 +244,8 @@ fn fire(timers: &Timers, engine: &Engine, e: Entry) {
         return;
     }
     match e.kind {
-        Kind::Hook => engine.handler.on_deadline(&s),
-        Kind::Beat(generation) => {
+        Kind::HOOK => engine.handler.on_deadline(&s),
+        Kind(generation) => {
             let ping_at = {
                 let mut b = s.beat();
                 if b.generation != generation {
@@ -254,9 +270,23 @@ fn fire(timers: &Timers, engine: &Engine, e: Entry) {
                     {
                         return;
                     }
-                    timers.push(deadline, Kind::Beat(generation), &s);
+                    timers.push(deadline, Kind::beat(generation), &s);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_small_and_ordered() {
+        // Two or three per session live in the heap.
+        assert!(std::mem::size_of::<Entry>() <= 32);
+        assert!(Kind::beat(0) < Kind::beat(1));
+        assert!(Kind::beat(u64::MAX) < Kind::HOOK);
+        assert_ne!(Kind::beat(u64::MAX), Kind::HOOK);
     }
 }

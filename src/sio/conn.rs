@@ -1,17 +1,17 @@
 //! One Engine.IO connection seen by Socket.IO: the packet decoder and the namespaces
 //! the client joined over it (socket.io's server-side `Client`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::small::SmallMap;
 use super::socket::SocketRef;
 use super::{ConnectContext, ConnectError, DisconnectReason, Handshake, IoInner, Namespace};
 use crate::engine::{DisconnectReason as EngineReason, EngineHandler, EngineSocket};
 use crate::proto::Str;
-use crate::proto::socketio::{Decoder, Packet, PacketType, ParseError};
+use crate::proto::socketio::{Decoder, DecoderConfig, Packet, PacketType, ParseError};
 
 pub(crate) struct Conn {
     /// Held while this connection's incoming packets are dispatched, and while a
@@ -21,8 +21,10 @@ pub(crate) struct Conn {
     /// The thread holding `dispatch` (0: none), so the holder can re-enter.
     holder: std::sync::atomic::AtomicU64,
     engine: Arc<EngineSocket>,
-    decoder: Mutex<Decoder>,
-    sockets: Mutex<HashMap<Str, SocketRef>>,
+    /// The packet decoder, kept (boxed) only while a binary packet waits for its
+    /// attachments; otherwise each message decodes with a fresh one.
+    decoder: Mutex<Option<Box<Decoder>>>,
+    sockets: Mutex<SmallMap<Str, SocketRef>>,
     dynamic: std::sync::atomic::AtomicUsize,
 }
 
@@ -53,6 +55,32 @@ impl Conn {
         let r = f();
         self.holder.store(0, Release);
         r
+    }
+
+    /// Run `f` on the connection's decoder (`None` when its lock is poisoned).
+    fn decode(
+        &self,
+        config: DecoderConfig,
+        f: impl FnOnce(&mut Decoder) -> Result<Option<Packet>, ParseError>,
+    ) -> Option<Result<Option<Packet>, ParseError>> {
+        let mut slot = self.decoder.lock().ok()?;
+        Some(match slot.as_mut() {
+            Some(d) => {
+                let r = f(d);
+                if !d.has_pending() {
+                    *slot = None;
+                }
+                r
+            }
+            None => {
+                let mut d = Decoder::new(config);
+                let r = f(&mut d);
+                if d.has_pending() {
+                    *slot = Some(Box::new(d));
+                }
+                r
+            }
+        })
     }
 
     fn dynamic_created(&self) -> usize {
@@ -250,7 +278,7 @@ impl IoInner {
             _ => Value::Object(Default::default()),
         };
         let restored = try_restore(&ns, &auth);
-        let handshake = Handshake::new(auth, conn.engine.request_arc());
+        let handshake = Handshake::new(auth, conn.engine.shared_request());
         let sid = match &restored {
             Some(r) => r.sid.clone(),
             None => crate::engine::generate_sid(),
@@ -295,8 +323,8 @@ impl EngineHandler for Arc<IoInner> {
     fn on_connect(&self, socket: &Arc<EngineSocket>) {
         let conn = Arc::new(Conn {
             engine: socket.clone(),
-            decoder: Mutex::new(Decoder::new(self.config.decoder)),
-            sockets: Mutex::new(HashMap::new()),
+            decoder: Mutex::new(None),
+            sockets: Mutex::new(SmallMap::default()),
             dynamic: std::sync::atomic::AtomicUsize::new(0),
             dispatch: Mutex::new(()),
             holder: std::sync::atomic::AtomicU64::new(0),
@@ -321,9 +349,9 @@ impl EngineHandler for Arc<IoInner> {
     fn on_message(&self, socket: &Arc<EngineSocket>, msg: Str) {
         let Some(conn) = conn_of(socket) else { return };
         conn.with_dispatch(|| {
-            let decoded = match conn.decoder.lock() {
-                Ok(mut d) => d.decode_text(msg.as_str()),
-                Err(_) => return,
+            let decoded = match conn.decode(self.config.decoder, |d| d.decode_text(msg.as_str())) {
+                Some(r) => r,
+                None => return,
             };
             match decoded {
                 Ok(Some(p)) => self.on_decoded(&conn, p),
@@ -336,9 +364,9 @@ impl EngineHandler for Arc<IoInner> {
     fn on_binary(&self, socket: &Arc<EngineSocket>, data: Bytes) {
         let Some(conn) = conn_of(socket) else { return };
         conn.with_dispatch(|| {
-            let decoded = match conn.decoder.lock() {
-                Ok(mut d) => d.decode_binary(data),
-                Err(_) => return,
+            let decoded = match conn.decode(self.config.decoder, |d| d.decode_binary(data)) {
+                Some(r) => r,
+                None => return,
             };
             match decoded {
                 Ok(Some(p)) => self.on_decoded(&conn, p),
@@ -362,7 +390,7 @@ impl EngineHandler for Arc<IoInner> {
             s.close(reason);
         }
         if let Ok(mut d) = conn.decoder.lock() {
-            d.reset();
+            *d = None;
         }
     }
 }

@@ -21,6 +21,7 @@ mod conn;
 mod namespace;
 mod payload;
 pub mod recovery;
+mod small;
 pub(crate) mod socket;
 
 use std::collections::HashMap;
@@ -151,12 +152,13 @@ pub struct Handshake {
     /// The `auth` payload of the CONNECT packet (`{}` when none was sent).
     pub auth: Value,
     /// The HTTP request that opened the connection (headers, query, peer address),
-    /// shared by every namespace socket of the connection.
-    pub request: Arc<RequestInfo>,
+    /// shared by every namespace socket of the connection. It dereferences to a
+    /// [`RequestInfo`]; its own `header`/`query` methods read it without building one.
+    pub request: crate::engine::SharedRequest,
 }
 
 impl Handshake {
-    pub(crate) fn new(auth: Value, request: &Arc<RequestInfo>) -> Self {
+    pub(crate) fn new(auth: Value, request: &crate::engine::SharedRequest) -> Self {
         Handshake {
             auth,
             request: request.clone(),
@@ -165,7 +167,7 @@ impl Handshake {
 
     /// The peer's address.
     pub fn address(&self) -> SocketAddr {
-        self.request.peer
+        self.request.peer()
     }
 
     /// A query parameter of the handshake request.

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::payload::{AckError, Args};
+use super::small::Members;
 use super::socket::{SocketRef, event_packet};
 use super::{ConnectContext, ConnectError, EmitError, IoInner, Room};
 use crate::adapter::{
@@ -37,7 +38,8 @@ pub(crate) struct NsInner {
     name: Str,
     io: Weak<IoInner>,
     sockets: RwLock<HashMap<Str, SocketRef>>,
-    rooms: RwLock<HashMap<Room, HashSet<Str>>>,
+    /// Each room's local members (a socket's own room has just that socket).
+    rooms: RwLock<HashMap<Room, Members<Str>>>,
     ack_ids: AtomicU64,
     on_connect: RwLock<Option<ConnectHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
@@ -398,10 +400,14 @@ impl Namespace {
             return;
         }
         if let Ok(mut rooms) = self.inner.rooms.write() {
-            rooms
-                .entry(room.clone())
-                .or_default()
-                .insert(socket.id().clone());
+            match rooms.get_mut(room.as_str()) {
+                Some(members) => {
+                    members.insert(socket.id().clone());
+                }
+                None => {
+                    rooms.insert(room.clone(), Members::one(socket.id().clone()));
+                }
+            }
         }
         if let Ok(mut r) = socket.inner.rooms.lock() {
             r.insert(room);
@@ -411,11 +417,9 @@ impl Namespace {
     pub(crate) fn remove_from_room(&self, socket: &SocketRef, room: &str) {
         if let Ok(mut rooms) = self.inner.rooms.write()
             && let Some(members) = rooms.get_mut(room)
+            && members.remove(socket.id().as_str())
         {
-            members.remove(socket.id().as_str());
-            if members.is_empty() {
-                rooms.remove(room);
-            }
+            rooms.remove(room);
         }
         if let Ok(mut r) = socket.inner.rooms.lock() {
             r.remove(room);
@@ -427,15 +431,14 @@ impl Namespace {
             .inner
             .rooms
             .lock()
-            .map(|mut r| r.drain().collect())
+            .map(|mut r| r.take_all())
             .unwrap_or_default();
         if let Ok(mut rooms) = self.inner.rooms.write() {
             for room in mine {
-                if let Some(members) = rooms.get_mut(room.as_str()) {
-                    members.remove(socket.id().as_str());
-                    if members.is_empty() {
-                        rooms.remove(room.as_str());
-                    }
+                if let Some(members) = rooms.get_mut(room.as_str())
+                    && members.remove(socket.id().as_str())
+                {
+                    rooms.remove(room.as_str());
                 }
             }
         }
@@ -619,7 +622,7 @@ impl BroadcastOperator {
         let mut out = Vec::new();
         for room in &self.rooms {
             if let Some(members) = rooms.get(room.as_str()) {
-                for id in members {
+                for id in members.iter() {
                     if keep(id)
                         && seen.insert(id.clone())
                         && let Some(s) = sockets.get(id)

@@ -1,9 +1,9 @@
 //! One client's membership of one namespace: events, acks, rooms, emits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::conn::Conn;
 use super::namespace::{BroadcastOperator, Namespace};
 use super::payload::{AckError, Args, SerializeError};
+use super::small::{SmallMap, SmallSet};
 use super::{DisconnectReason, EmitError, Handshake, Room};
 use crate::engine::SendError;
 use crate::proto::Str;
@@ -126,17 +127,36 @@ pub(crate) struct SocketInner {
     pub(crate) ns: Namespace,
     pub(crate) conn: Arc<Conn>,
     handshake: Handshake,
-    handlers: RwLock<HashMap<String, EventHandler>>,
-    any: RwLock<Vec<AnyHandler>>,
-    on_disconnect: Mutex<Vec<DisconnectHandler>>,
-    pub(crate) rooms: Mutex<HashSet<Room>>,
-    acks: Mutex<HashMap<u64, AckCallback>>,
+    handlers: RwLock<SmallMap<Box<str>, EventHandler>>,
+    pub(crate) rooms: Mutex<SmallSet<Room>>,
+    /// Catch-all and disconnect handlers, pending acks: allocated on first use.
+    extra: OnceLock<Box<Extra>>,
     connected: AtomicBool,
-    rate: Option<(Mutex<crate::limits::TokenBucket>, crate::config::RateAction)>,
-    dropped: std::sync::atomic::AtomicU64,
+    /// The event rate limit, when configured.
+    rate: Option<Box<Rate>>,
     /// Private session id (connection state recovery), sent in the CONNECT answer.
     pub(crate) pid: Option<Str>,
     recovered: bool,
+}
+
+/// What only some sockets use (kept out of every socket's own allocation).
+#[derive(Default)]
+struct Extra {
+    any: RwLock<Vec<AnyHandler>>,
+    on_disconnect: Mutex<Vec<DisconnectHandler>>,
+    acks: Mutex<HashMap<u64, AckCallback>>,
+}
+
+struct Rate {
+    bucket: Mutex<crate::limits::TokenBucket>,
+    action: crate::config::RateAction,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl SocketInner {
+    fn extra(&self) -> &Extra {
+        self.extra.get_or_init(Box::default)
+    }
 }
 
 /// A handle to a connected socket (one client in one namespace). Cheap to clone; usable
@@ -177,19 +197,17 @@ impl SocketRef {
                 ns,
                 conn,
                 handshake,
-                handlers: RwLock::new(HashMap::new()),
-                any: RwLock::new(Vec::new()),
-                on_disconnect: Mutex::new(Vec::new()),
-                rooms: Mutex::new(HashSet::new()),
-                acks: Mutex::new(HashMap::new()),
+                handlers: RwLock::new(SmallMap::default()),
+                rooms: Mutex::new(SmallSet::default()),
+                extra: OnceLock::new(),
                 connected: AtomicBool::new(true),
                 rate: rate.map(|r| {
-                    (
-                        Mutex::new(crate::limits::TokenBucket::new(r.limit)),
-                        r.action,
-                    )
+                    Box::new(Rate {
+                        bucket: Mutex::new(crate::limits::TokenBucket::new(r.limit)),
+                        action: r.action,
+                        dropped: std::sync::atomic::AtomicU64::new(0),
+                    })
                 }),
-                dropped: std::sync::atomic::AtomicU64::new(0),
                 pid,
                 recovered,
             }),
@@ -234,7 +252,10 @@ impl SocketRef {
 
     /// Events dropped by the event rate limit ([`crate::config::SioConfig::event_rate`]).
     pub fn dropped_events(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.inner
+            .rate
+            .as_ref()
+            .map_or(0, |r| r.dropped.load(Ordering::Relaxed))
     }
 
     /// Frames waiting in this connection's outgoing queue (shared by its namespaces).
@@ -265,7 +286,7 @@ impl SocketRef {
         F: Fn(&SocketRef, Event) + Send + Sync + 'static,
     {
         if let Ok(mut h) = self.inner.handlers.write() {
-            h.insert(event.into(), Arc::new(handler));
+            h.insert(event.into().into_boxed_str(), Arc::new(handler));
         }
     }
 
@@ -281,7 +302,7 @@ impl SocketRef {
     where
         F: Fn(&SocketRef, &Event) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.inner.any.write() {
+        if let Ok(mut h) = self.inner.extra().any.write() {
             h.push(Arc::new(handler));
         }
     }
@@ -292,7 +313,7 @@ impl SocketRef {
         F: FnOnce(&SocketRef, DisconnectReason) + Send + 'static,
     {
         if self.connected() {
-            if let Ok(mut h) = self.inner.on_disconnect.lock() {
+            if let Ok(mut h) = self.inner.extra().on_disconnect.lock() {
                 h.push(Box::new(handler));
                 return;
             }
@@ -357,7 +378,7 @@ impl SocketRef {
             cb(Err(AckError::Disconnected));
             return;
         }
-        if let Ok(mut acks) = self.inner.acks.lock() {
+        if let Ok(mut acks) = self.inner.extra().acks.lock() {
             acks.insert(id, cb);
         }
         let weak = Arc::downgrade(&self.inner);
@@ -373,7 +394,7 @@ impl SocketRef {
     }
 
     fn take_ack(&self, id: u64) -> Option<AckCallback> {
-        self.inner.acks.lock().ok()?.remove(&id)
+        self.inner.extra.get()?.acks.lock().ok()?.remove(&id)
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
@@ -466,38 +487,39 @@ impl SocketRef {
         }
         self.inner.ns.remove_socket(self);
         self.inner.conn.remove_socket(self.inner.ns.name());
-        let acks: Vec<AckCallback> = self
-            .inner
-            .acks
-            .lock()
-            .map(|mut a| a.drain().map(|(_, cb)| cb).collect())
-            .unwrap_or_default();
-        for cb in acks {
-            cb(Err(AckError::Disconnected));
-        }
-        let handlers: Vec<DisconnectHandler> = self
-            .inner
-            .on_disconnect
-            .lock()
-            .map(|mut h| std::mem::take(&mut *h))
-            .unwrap_or_default();
-        for h in handlers {
-            h(self, reason);
+        if let Some(extra) = self.inner.extra.get() {
+            let acks: Vec<AckCallback> = extra
+                .acks
+                .lock()
+                .map(|mut a| a.drain().map(|(_, cb)| cb).collect())
+                .unwrap_or_default();
+            for cb in acks {
+                cb(Err(AckError::Disconnected));
+            }
+            let handlers: Vec<DisconnectHandler> = extra
+                .on_disconnect
+                .lock()
+                .map(|mut h| std::mem::take(&mut *h))
+                .unwrap_or_default();
+            for h in handlers {
+                h(self, reason);
+            }
+            if let Ok(mut h) = extra.any.write() {
+                h.clear();
+            }
         }
         if let Ok(mut h) = self.inner.handlers.write() {
-            h.clear();
-        }
-        if let Ok(mut h) = self.inner.any.write() {
             h.clear();
         }
     }
 
     /// Deliver an EVENT packet to the handlers.
     pub(crate) fn handle_event(&self, packet: Packet) {
-        if let Some((bucket, action)) = &self.inner.rate {
-            let allowed = bucket.lock().map(|mut b| b.try_take()).unwrap_or(true);
+        if let Some(rate) = &self.inner.rate {
+            let action = &rate.action;
+            let allowed = rate.bucket.lock().map(|mut b| b.try_take()).unwrap_or(true);
             if !allowed {
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                rate.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(sid = %self.inner.id, ?action, "event rate limit exceeded");
                 if *action == crate::config::RateAction::Disconnect {
                     self.disconnect();
@@ -509,7 +531,10 @@ impl SocketRef {
         else {
             return;
         };
-        let any: Vec<AnyHandler> = self.inner.any.read().map(|h| h.clone()).unwrap_or_default();
+        let any: Vec<AnyHandler> = match self.inner.extra.get() {
+            Some(x) => x.any.read().map(|h| h.clone()).unwrap_or_default(),
+            None => Vec::new(),
+        };
         for h in &any {
             h(self, &event);
         }
@@ -518,7 +543,7 @@ impl SocketRef {
             .handlers
             .read()
             .ok()
-            .and_then(|h| h.get(&event.name).cloned());
+            .and_then(|h| h.get(event.name.as_str()).cloned());
         match handler {
             Some(h) => h(self, event),
             None if any.is_empty() => {

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 
 use crate::config::{CorsOrigins, EngineConfig, RequestInfo};
+use crate::engine::SharedRequest;
 use crate::engine::{Engine, TransportType};
 use crate::tls::{BoxIo, ServerTls};
 use crate::ws::WsServer;
@@ -394,7 +395,7 @@ fn apply_cors(
 
 /// A request without `Origin` passes; with one, it must be allowed by CORS, or, without
 /// CORS settings, be the server's own origin (same host and port as `Host`).
-fn origin_allowed(engine: &Engine, info: &RequestInfo) -> bool {
+fn origin_allowed(engine: &Engine, info: &SharedRequest) -> bool {
     let Some(origin) = info.header("origin") else {
         return true;
     };
@@ -432,7 +433,8 @@ async fn engine_request(
     mut req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Resp {
-    let info = RequestInfo::owned(req.uri(), req.headers(), peer);
+    // The compact form: all a session keeps of its request (no owned header map).
+    let info = SharedRequest::new(req.uri(), req.headers(), peer);
     if engine.config.check_origin && !origin_allowed(engine, &info) {
         tracing::debug!(%peer, origin = ?info.header("origin"), "origin refused");
         return engine_error(EngineError::Forbidden);
@@ -455,7 +457,7 @@ async fn engine_request(
                 socket.close_with(crate::engine::DisconnectReason::PingTimeout);
                 return engine_error(EngineError::UnknownSid);
             }
-            if socket.is_closed() && !socket.late_poll.swap(false, Ordering::AcqRel) {
+            if socket.is_closed() && !socket.rare().late_poll.swap(false, Ordering::AcqRel) {
                 return engine_error(EngineError::UnknownSid);
             }
             if !upgrade && socket.transport() != transport {
@@ -470,7 +472,7 @@ async fn engine_request(
                 };
                 let on_upgrade = hyper::upgrade::on(&mut req);
                 if socket.transport() != TransportType::Polling
-                    || socket.upgrading.swap(true, Ordering::AcqRel)
+                    || socket.rare().upgrading.swap(true, Ordering::AcqRel)
                 {
                     // Already upgraded or upgrading: accept, then close this one
                     // (the reference does; the session carries on).
@@ -490,7 +492,7 @@ async fn engine_request(
                             let ws = super::websocket::wrap(upgraded, &engine);
                             super::websocket::upgrade(engine, socket, ws).await;
                         }
-                        Err(_) => socket.upgrading.store(false, Ordering::Release),
+                        Err(_) => socket.rare().upgrading.store(false, Ordering::Release),
                     }
                 });
                 return resp;
@@ -512,7 +514,7 @@ async fn engine_request(
                 return engine_error(EngineError::UnsupportedProtocolVersion);
             }
             if let Some(allow) = &engine.config.allow_request
-                && let Err(msg) = allow(&info)
+                && let Err(msg) = allow(&info.to_info())
             {
                 let msg = if msg.is_empty() {
                     "Forbidden"

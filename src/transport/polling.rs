@@ -64,10 +64,10 @@ async fn poll_locked(
     rx: &mut tokio::sync::MutexGuard<'_, crate::engine::FrameRx>,
 ) -> Resp {
     // Register for kicks before looking at the upgrade state, so none is missed.
-    let kick = socket.poll_kick.notified();
+    let kick = socket.rare().poll_kick.notified();
     tokio::pin!(kick);
     kick.as_mut().enable();
-    if socket.probed.load(Ordering::Acquire) {
+    if socket.rare().probed.load(Ordering::Acquire) {
         // An upgrade is under way: give it a moment (the reference checks every 100 ms),
         // then answer noop, or 400 when the session moved to WebSocket meanwhile.
         tokio::select! {
@@ -80,7 +80,7 @@ async fn poll_locked(
         }
         return response(StatusCode::OK, TEXT_PLAIN, noop_body());
     }
-    let carried = socket.carry.lock().ok().and_then(|mut c| c.take());
+    let carried = socket.take_carry();
     let first = if carried.is_some() {
         carried
     } else if socket.is_closed() {
@@ -101,7 +101,7 @@ async fn poll_locked(
     match first {
         Some(f) => enc.push(&f),
         None => {
-            socket.late_poll.store(false, Ordering::Release);
+            socket.rare().late_poll.store(false, Ordering::Release);
             // Closed: send what is left (a close packet, if the server queued one);
             // a poll released by the client's own close gets a noop, as the reference does.
             while let Ok(f) = rx.try_recv() {
@@ -124,7 +124,7 @@ async fn poll_locked(
         enc.push(&f);
     }
     if let Some(f) = carry
-        && let Ok(mut c) = socket.carry.lock()
+        && let Ok(mut c) = socket.rare().carry.lock()
     {
         *c = Some(f);
     }
@@ -140,7 +140,7 @@ pub(crate) async fn post(
     if socket.transport() != TransportType::Polling {
         return engine_error(EngineError::BadRequest);
     }
-    let Ok(_guard) = socket.incoming.try_lock() else {
+    let Ok(_guard) = socket.rare().incoming.try_lock() else {
         tracing::debug!(sid = %socket.id(), "overlapping data request");
         socket.close_with(DisconnectReason::TransportError);
         return engine_error(EngineError::BadRequest);

@@ -480,7 +480,8 @@ impl NsR {
         }
         let n = self.clone();
         let auth = ctx.handshake.auth.clone();
-        let request = RequestInfo::clone(&ctx.handshake.request);
+        // A copy for Python (`to_info`: the connection itself keeps only the compact form).
+        let request = ctx.handshake.request.to_info();
         let sid = ctx.sid.to_string();
         // The core holds this connection's later packets until the decision is applied
         // and the socket's handlers are installed (`on_connection`).
