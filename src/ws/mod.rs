@@ -190,6 +190,18 @@ struct ConnInner {
     request: Option<RequestInfo>,
 }
 
+/// Drops a connection's handlers when its session ends without `WsConn::finish` (the
+/// runtime shut down under it): they often hold the connection themselves, and that
+/// cycle would otherwise never be freed.
+struct ReleaseHandlers(Arc<ConnInner>);
+
+impl Drop for ReleaseHandlers {
+    fn drop(&mut self) {
+        let old = self.0.handlers.write().map(|mut h| std::mem::take(&mut *h));
+        drop(old);
+    }
+}
+
 /// One WebSocket connection, server- or client-side. Cheap to clone.
 #[derive(Clone)]
 pub struct WsConn {
@@ -360,6 +372,7 @@ impl WsConn {
     }
 
     fn finish(&self, info: CloseInfo) {
+        // (`ReleaseHandlers` does the same for a session dropped before it finished.)
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -618,6 +631,7 @@ impl WsServer {
     {
         let ws = WsStream::new(stream, Role::Server, self.config.limits(), BytesMut::new());
         let (conn, rx) = WsConn::new(&self.config, protocol, Some(request));
+        let _release = ReleaseHandlers(conn.inner.clone());
         (self.on_connection)(conn.clone());
         conn.run(ws, rx, self.config.keepalive).await;
     }
@@ -754,10 +768,15 @@ impl WsClient {
         let protocol = done.protocol;
         let ws = WsStream::new(io, Role::Client, self.config.limits(), done.leftover);
         let (conn, rx) = WsConn::new(&self.config, protocol, None);
+        let release = ReleaseHandlers(conn.inner.clone());
         if let Ok(mut h) = conn.inner.handlers.write() {
             *h = self.handlers.clone();
         }
-        tokio::spawn(conn.clone().run(ws, rx, self.config.keepalive));
+        let run = conn.clone().run(ws, rx, self.config.keepalive);
+        tokio::spawn(async move {
+            let _release = release;
+            run.await
+        });
         Ok(conn)
     }
 }
