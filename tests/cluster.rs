@@ -1521,6 +1521,47 @@ async fn wait_shard_channel(redis: &str, channel: &str, subscribed: bool) {
     }
 }
 
+/// Dynamic mode follows room creation and deletion at once (the adapter's room hook), not
+/// only on its periodic comparison, which is switched off here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_rooms_are_followed_at_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let config = ShardedRedisAdapterConfig {
+        room_sync_interval: Duration::from_secs(3600),
+        ..sharded_config(SubscriptionMode::Dynamic)
+    };
+    let adapter = ShardedRedisAdapter::connect_with(&url, config)
+        .await
+        .expect("connect to redis");
+    let a = tether_node_on(NodeAdapter::Sharded(adapter), "A").await;
+    let b = sharded_tether_node(&url, "B", SubscriptionMode::Dynamic).await;
+    a.adapter.ready(Duration::from_secs(3)).await.unwrap();
+    let mut ca = ws(&a.url, "ca").await;
+    let ida = ca.id();
+    let sock = a.io.of("/").get_socket(&ida).expect("socket on A");
+
+    sock.join("fast");
+    wait_shard_channel(&url, "socket.io#/#fast#", true).await;
+    b.io.to("fast").emit("news", &1).unwrap();
+    assert_eq!(ca.expect("news").await.values(), [json!(1)]);
+    // A socket's own room has no channel in dynamic mode.
+    assert!(
+        !shard_channels(&url)
+            .await
+            .contains(&format!("socket.io#/#{ida}#"))
+    );
+    sock.leave("fast");
+    wait_shard_channel(&url, "socket.io#/#fast#", false).await;
+
+    // A room deleted by its last member's disconnection loses its channel.
+    sock.join("gone");
+    wait_shard_channel(&url, "socket.io#/#gone#", true).await;
+    sock.disconnect();
+    ca.expect_disconnect().await;
+    wait_shard_channel(&url, "socket.io#/#gone#", false).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_two_tether_nodes() {
     let redis = RedisServer::start();

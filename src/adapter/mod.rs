@@ -126,6 +126,14 @@ pub trait Adapter: Send + Sync + fmt::Debug + 'static {
         let _ = ns;
     }
 
+    /// A room of `ns` got its first member on this node (`created`), or lost its last
+    /// one (Node's adapter `create-room` / `delete-room` events). Called right after the
+    /// change, with no lock held, on the thread that made it: do not block. Default:
+    /// nothing.
+    fn room_changed(&self, ns: &Namespace, room: &str, created: bool) {
+        let _ = (ns, room, created);
+    }
+
     /// Publish a broadcast to the other nodes (this node's sockets got it already).
     fn broadcast(
         &self,

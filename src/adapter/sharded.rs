@@ -58,13 +58,13 @@ pub struct ShardedRedisAdapterConfig {
     pub subscription_mode: SubscriptionMode,
     /// How long to wait for the other nodes' answers (default 5 s, Node's fixed value).
     pub requests_timeout: Duration,
-    /// In the dynamic modes, how often the room channels are brought in line with the
-    /// local rooms (default 100 ms; tether has no room-created event for adapters, so
-    /// they are compared). A broadcast to one room that another node publishes before
-    /// this node subscribed the room's channel is not received here;
-    /// [`ShardedRedisAdapter::ready`] syncs at once. Each sync lists the rooms of every
-    /// namespace (O(rooms)): with very many rooms, raise it or use
-    /// [`SubscriptionMode::Static`].
+    /// In the dynamic modes, a room's channel is subscribed as soon as the room is
+    /// created on this node and dropped when it is deleted (the `Adapter::room_changed`
+    /// hook; the SSUBSCRIBE takes one Redis round trip). On top of that, every
+    /// `room_sync_interval` (default 1 s) the channels are compared with the local rooms,
+    /// which repairs what raced (a room deleted and re-created at once, a reconnection).
+    /// Each such comparison lists the rooms of every namespace (O(rooms)), skipped when
+    /// nothing changed; [`ShardedRedisAdapter::ready`] syncs at once.
     pub room_sync_interval: Duration,
     /// Time allowed to connect to Redis (default 2 s).
     pub connect_timeout: Duration,
@@ -84,7 +84,7 @@ impl Default for ShardedRedisAdapterConfig {
             channel_prefix: link.key,
             subscription_mode: SubscriptionMode::Dynamic,
             requests_timeout: link.requests_timeout,
-            room_sync_interval: Duration::from_millis(100),
+            room_sync_interval: Duration::from_secs(1),
             connect_timeout: link.connect_timeout,
             reconnect_min: link.reconnect_min,
             reconnect_max: link.reconnect_max,
@@ -149,6 +149,11 @@ impl fmt::Debug for ShardedRedisAdapter {
 enum SubCmd {
     Sync,
     Barrier(oneshot::Sender<()>),
+    /// A room's own channel: subscribe (its room was created here) or not (deleted).
+    Room {
+        channel: String,
+        subscribe: bool,
+    },
 }
 
 struct NsEntry {
@@ -291,6 +296,29 @@ async fn sync(
     Ok(())
 }
 
+/// Follow one room's creation or deletion at once (the periodic sync reconciles anything
+/// that raced).
+async fn room_channel(
+    conn: &mut redis::aio::MultiplexedConnection,
+    subscribed: &mut HashSet<String>,
+    channel: String,
+    subscribe: bool,
+) -> Result<(), redis::RedisError> {
+    if subscribe && !subscribed.contains(&channel) {
+        redis::cmd("SSUBSCRIBE")
+            .arg(&channel)
+            .exec_async(conn)
+            .await?;
+        subscribed.insert(channel);
+    } else if !subscribe && subscribed.remove(&channel) {
+        redis::cmd("SUNSUBSCRIBE")
+            .arg(&channel)
+            .exec_async(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The subscribed connection: keeps the channels in line with the namespaces and their
 /// rooms, dispatches what arrives, reconnects with backoff.
 async fn sub_task(
@@ -365,6 +393,9 @@ async fn sub_task(
                 },
                 cmd = cmds.recv() => match cmd {
                     Some(SubCmd::Sync) => sync(&shared, &mut conn, &mut subscribed, true).await,
+                    Some(SubCmd::Room { channel, subscribe }) => {
+                        room_channel(&mut conn, &mut subscribed, channel, subscribe).await
+                    }
                     Some(SubCmd::Barrier(tx)) => {
                         let r = sync(&shared, &mut conn, &mut subscribed, true).await;
                         let _ = tx.send(());
@@ -651,6 +682,35 @@ impl Adapter for ShardedRedisAdapter {
         };
         write(&s.namespaces).insert(ns.name().to_string(), entry);
         let _ = s.sub_tx.send(SubCmd::Sync);
+    }
+
+    fn room_changed(&self, ns: &Namespace, room: &str, created: bool) {
+        let s = &self.shared;
+        // A socket's own room has no channel in dynamic mode (the socket is registered
+        // before it joins its room and leaves its rooms before it is removed; a channel
+        // never subscribed is not unsubscribed either).
+        if s.config.subscription_mode == SubscriptionMode::Static || !s.own_channel(ns, room) {
+            return;
+        }
+        let Some(base) = read(&s.namespaces)
+            .get(ns.name().as_str())
+            .map(|e| e.channel.clone())
+        else {
+            return;
+        };
+        let channel = format!("{base}{room}#");
+        {
+            let mut routes = write(&s.routes);
+            if created {
+                routes.insert(channel.clone(), (ns.name().to_string(), false));
+            } else {
+                routes.remove(&channel);
+            }
+        }
+        let _ = s.sub_tx.send(SubCmd::Room {
+            channel,
+            subscribe: created,
+        });
     }
 
     fn broadcast(

@@ -399,6 +399,7 @@ impl Namespace {
         if !socket.connected() {
             return;
         }
+        let mut created = false;
         if let Ok(mut rooms) = self.inner.rooms.write() {
             match rooms.get_mut(room.as_str()) {
                 Some(members) => {
@@ -406,8 +407,12 @@ impl Namespace {
                 }
                 None => {
                     rooms.insert(room.clone(), Members::one(socket.id().clone()));
+                    created = true;
                 }
             }
+        }
+        if created && let Some(a) = &self.inner.adapter {
+            a.room_changed(self, room.as_str(), true);
         }
         if let Ok(mut r) = socket.inner.rooms.lock() {
             r.insert(room);
@@ -415,11 +420,16 @@ impl Namespace {
     }
 
     pub(crate) fn remove_from_room(&self, socket: &SocketRef, room: &str) {
+        let mut deleted = false;
         if let Ok(mut rooms) = self.inner.rooms.write()
             && let Some(members) = rooms.get_mut(room)
             && members.remove(socket.id().as_str())
         {
             rooms.remove(room);
+            deleted = true;
+        }
+        if deleted && let Some(a) = &self.inner.adapter {
+            a.room_changed(self, room, false);
         }
         if let Ok(mut r) = socket.inner.rooms.lock() {
             r.remove(room);
@@ -433,13 +443,20 @@ impl Namespace {
             .lock()
             .map(|mut r| r.take_all())
             .unwrap_or_default();
+        let mut deleted = Vec::new();
         if let Ok(mut rooms) = self.inner.rooms.write() {
             for room in mine {
                 if let Some(members) = rooms.get_mut(room.as_str())
                     && members.remove(socket.id().as_str())
                 {
                     rooms.remove(room.as_str());
+                    deleted.push(room);
                 }
+            }
+        }
+        if let Some(a) = &self.inner.adapter {
+            for room in &deleted {
+                a.room_changed(self, room.as_str(), false);
             }
         }
     }
