@@ -253,6 +253,13 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// Packet decoding limits and representation (default: the decoder's defaults with
+    /// [`DecoderConfig::raw_args`] on, so arguments stay text until read).
+    pub fn decoder(mut self, config: DecoderConfig) -> Self {
+        self.decoder = config;
+        self
+    }
+
     /// At-least-once delivery (socket.io-client 4.6+'s `retries`): every emit waits in an
     /// ordered queue and is sent, one at a time, with an acknowledgement request; without
     /// an ack within `ack_timeout` it is sent again, up to `retries` more times. The

@@ -925,7 +925,12 @@ impl Client {
         let mut b = CoreClient::builder(base_url(url)?)
             .path(format!("/{}/", socketio_path.trim_matches('/')))
             .reconnection(cl.opts.reconnection.clone())
-            .timeout(timeout);
+            .timeout(timeout)
+            // Python handlers read every argument: parse once while decoding.
+            .decoder(tether_core::proto::socketio::DecoderConfig {
+                raw_args: false,
+                ..tether_core::proto::socketio::DecoderConfig::default()
+            });
         if let Some(t) = &cl.opts.tls {
             b = b.tls(t.clone());
         }

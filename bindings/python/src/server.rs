@@ -836,6 +836,12 @@ impl Server {
         let sio = SioConfig {
             connect_timeout: secs(connect_timeout, "connect_timeout")?,
             serve_client,
+            // Python handlers read every argument: parse once while decoding (checking
+            // the text first would only add a pass).
+            decoder: tether_core::proto::socketio::DecoderConfig {
+                raw_args: false,
+                ..tether_core::proto::socketio::DecoderConfig::default()
+            },
             ..SioConfig::default()
         };
         let mut builder = Io::builder().engine_config(engine.clone()).sio_config(sio);
