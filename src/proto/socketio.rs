@@ -325,19 +325,7 @@ impl Packet {
             // Serializing a `Value` into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, data);
         } else if let Some(raw) = &self.raw {
-            match &raw.name {
-                Some(name) => {
-                    out.push(b'[');
-                    let _ = serde_json::to_writer(&mut *out, name.as_str());
-                    let inner = array_inner(&raw.args);
-                    if !inner.is_empty() {
-                        out.push(b',');
-                        out.extend_from_slice(inner.as_bytes());
-                    }
-                    out.push(b']');
-                }
-                None => out.extend_from_slice(raw.args.as_bytes()),
-            }
+            write_raw(out, raw.name.as_deref(), &raw.args);
         }
     }
 
@@ -400,6 +388,44 @@ impl Packet {
             &[]
         }
     }
+}
+
+/// `["name",...args]` (events) or the arguments array itself (acks), from checked text.
+fn write_raw(out: &mut Vec<u8>, name: Option<&str>, args: &str) {
+    match name {
+        Some(name) => {
+            out.push(b'[');
+            let _ = serde_json::to_writer(&mut *out, name);
+            let inner = array_inner(args);
+            if !inner.is_empty() {
+                out.push(b',');
+                out.extend_from_slice(inner.as_bytes());
+            }
+            out.push(b']');
+        }
+        None => out.extend_from_slice(args.as_bytes()),
+    }
+}
+
+/// The Engine.IO frame of an EVENT whose arguments are the checked JSON array text
+/// `args` (as [`Packet::raw_event`]), written straight from the borrowed text: the same
+/// bytes as `Packet::raw_event(nsp, name, args.to_owned(), id).encode_frames()`.
+pub fn raw_event_frame(nsp: &Str, name: &str, args: &str, id: Option<u64>) -> Frame {
+    let mut out = Vec::with_capacity(40 + nsp.len() + name.len() + args.len());
+    out.extend_from_slice(b"42");
+    let n = nsp.as_str();
+    if !n.is_empty() && n != "/" {
+        if !n.starts_with('/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.push(b',');
+    }
+    if let Some(id) = id {
+        let _ = write!(out, "{id}");
+    }
+    write_raw(&mut out, Some(name), args);
+    Frame::Text(Str::from(into_string(out)))
 }
 
 /// Turns encoder output (always UTF-8) into a `String` without copying.
@@ -1373,6 +1399,15 @@ mod tests {
             let plain = Decoder::default().decode_text(bad);
             assert!(plain.is_err(), "{bad}");
             assert_eq!(d.decode_text(bad), plain, "{bad}");
+        }
+        // The borrowed-text frame is the packet's frame.
+        for (nsp, id) in [("/", None), ("/chat", Some(7)), ("x", Some(0))] {
+            let nsp = Str::copy_from(nsp);
+            let p = Packet::raw_event(nsp.clone(), "m\"x", "[1, {}]".into(), id);
+            assert_eq!(
+                vec![raw_event_frame(&nsp, "m\"x", "[1, {}]", id)],
+                p.encode_frames()
+            );
         }
         // Binary packets and placeholder-like data keep the parsed form.
         let b = d

@@ -214,6 +214,22 @@ impl Args {
         self.raw.as_deref()
     }
 
+    /// The JSON text as it arrived followed by one NUL byte (the text itself is
+    /// unchanged: the NUL sits in its spare capacity), for handing to C without a copy;
+    /// `None` when the arguments are not text. The slice includes the NUL.
+    pub fn raw_json_nul(&mut self) -> Option<&[u8]> {
+        let raw = self.raw.as_mut()?;
+        raw.reserve(1);
+        // SAFETY: `reserve(1)` left at least one byte of spare capacity; writing it (a
+        // `MaybeUninit`) does not change the string, whose bytes stay valid UTF-8.
+        let v = unsafe { raw.as_mut_vec() };
+        v.spare_capacity_mut().first_mut()?.write(0);
+        let (ptr, len) = (v.as_ptr(), v.len());
+        // SAFETY: `len` initialized bytes plus the NUL written just above, all inside the
+        // allocation, borrowed from `self` (no mutation while the slice lives).
+        Some(unsafe { std::slice::from_raw_parts(ptr, len + 1) })
+    }
+
     /// Split into the raw text (if any), the values (if parsed and no text) and the
     /// attachments: what the encoder needs.
     pub(crate) fn into_parts(self) -> (Result<String, Vec<Value>>, Vec<Bytes>) {

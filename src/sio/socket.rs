@@ -17,7 +17,7 @@ use super::{DisconnectReason, EmitError, Handshake, Room};
 use crate::engine::SendError;
 use crate::proto::Str;
 use crate::proto::engineio::Frame;
-use crate::proto::socketio::Packet;
+use crate::proto::socketio::{Packet, raw_event_frame};
 
 pub(crate) type EventHandler = Arc<dyn Fn(&SocketRef, Event) + Send + Sync>;
 pub(crate) type AnyHandler = Arc<dyn Fn(&SocketRef, &Event) + Send + Sync>;
@@ -330,6 +330,25 @@ impl SocketRef {
     pub fn emit_args(&self, event: &str, args: impl Into<Args>) -> Result<(), EmitError> {
         let packet = event_packet(self.inner.ns.name(), event, args.into(), None);
         self.send_packet(&packet)
+    }
+
+    /// [`SocketRef::emit_args`] with borrowed arguments: arguments that arrived as text go
+    /// out from that text without a copy (an echo); others are cloned.
+    pub fn emit_args_ref(&self, event: &str, args: &Args) -> Result<(), EmitError> {
+        match args.raw_json() {
+            Some(raw) if args.bins.is_empty() => {
+                if !self.connected() {
+                    return Err(EmitError::Send(SendError::Closed));
+                }
+                let frame = raw_event_frame(self.inner.ns.name(), event, raw, None);
+                self.inner
+                    .conn
+                    .engine()
+                    .send_frames(std::slice::from_ref(&frame))
+                    .map_err(EmitError::from)
+            }
+            _ => self.emit_args(event, args.clone()),
+        }
     }
 
     /// Emit and wait for the acknowledgement, at most `timeout`.

@@ -29,7 +29,8 @@ use crate::runtime::tether_runtime;
 use crate::tls::{server_tls_files, server_tls_pem};
 use crate::util::{
     ArcHandle, BoxHandle, Userdata, bytes, check_rt, cstr, event_args, json_value, lock, ms,
-    nul_terminated, opt_cstr, read, tether_bytes, tether_free_cb, tether_str, write,
+    nul_terminated, opt_cstr, parse_args, read, tether_bytes, tether_free_cb, tether_str,
+    with_lent, write,
 };
 
 // ---------------------------------------------------------------------------
@@ -1224,7 +1225,16 @@ pub unsafe extern "C" fn tether_sio_socket_emit(
 ) -> tether_result {
     with_socket(socket, |s| {
         // SAFETY: as documented for each argument.
-        let (e, args) = unsafe { event_args(event, args_json, args_len, bins, bins_len) }?;
+        let e = unsafe { cstr(event, "event") }?;
+        check_event_name(e)?;
+        // Handing back what a callback got (an echo): sent from that text, no copy.
+        if let Some(r) = with_lent(args_json, args_len, bins, bins_len, |a| {
+            s.socket.emit_args_ref(e, a)
+        }) {
+            return r.map_err(emit_error);
+        }
+        // SAFETY: as documented for each argument.
+        let args = unsafe { parse_args(args_json, args_len, bins, bins_len) }?;
         s.socket.emit_args(e, args).map_err(emit_error)
     })
 }

@@ -213,21 +213,26 @@ pub(crate) unsafe fn parse_args(
 }
 
 /// Arguments prepared for a callback: NUL-terminated JSON text and the buffer table.
+/// Text that arrived as text is handed over in place (no copy).
 pub(crate) struct CArgs {
-    json: String,
+    args: Args,
+    /// The JSON text given to C when the arguments were not text (serialized here).
+    _owned: Option<String>,
+    json: *const c_char,
+    json_len: usize,
     table: Vec<tether_bytes>,
-    _bins: Vec<Bytes>,
-    /// The parsed values, lent to the callback (see [`CArgs::lend`]).
-    args: Option<Args>,
 }
 
 impl CArgs {
-    pub(crate) fn new(args: Args) -> CArgs {
-        let text = args.json();
-        let mut json = String::with_capacity(text.len() + 1);
-        json.push_str(&text);
-        json.push('\0');
-        drop(text);
+    pub(crate) fn new(mut args: Args) -> CArgs {
+        let (owned, json, json_len) = match args.raw_json_nul() {
+            Some(t) => (None, t.as_ptr() as *const c_char, t.len() - 1),
+            None => {
+                let s = nul_terminated(args.to_json());
+                let (p, n) = (s.as_ptr() as *const c_char, s.len() - 1);
+                (Some(s), p, n)
+            }
+        };
         let table = args
             .bins
             .iter()
@@ -237,16 +242,20 @@ impl CArgs {
             })
             .collect();
         CArgs {
+            args,
+            _owned: owned,
             json,
+            json_len,
             table,
-            _bins: args.bins.clone(),
-            args: Some(args),
         }
     }
 
     pub(crate) fn c(&self) -> tether_sio_args {
         tether_sio_args {
-            json: tether_str::from_nul(&self.json),
+            json: tether_str {
+                data: self.json,
+                len: self.json_len,
+            },
             bins: if self.table.is_empty() {
                 std::ptr::null()
             } else {
@@ -258,8 +267,8 @@ impl CArgs {
 
     /// Run the callback `f` with these arguments. While it runs, handing the very same
     /// buffers back to an emit or an ack on this thread (an echo, a forward, an ack with
-    /// the arguments received: the common case) reuses the parsed values instead of
-    /// parsing the JSON text again (the first time; later uses parse).
+    /// the arguments received: the common case) reuses them instead of checking the
+    /// JSON text again.
     pub(crate) fn lend<R>(&mut self, f: impl FnOnce(&tether_sio_args) -> R) -> R {
         let c = self.c();
         let lent = Lent {
@@ -267,7 +276,7 @@ impl CArgs {
             len: c.json.len,
             bins: c.bins,
             bins_len: c.bins_len,
-            args: self.args.take(),
+            args: &self.args,
         };
         let prev = LENT.with(|l| l.replace(Some(lent)));
         // Restores the previous loan even if `f` unwinds: a stale loan must never match
@@ -284,42 +293,55 @@ impl CArgs {
     }
 }
 
-/// The arguments lent to the running callback (compared by address, never read).
+/// The arguments lent to the running callback: the buffers C was given (compared by
+/// address) and the arguments they show, valid while the callback runs.
 struct Lent {
     json: *const c_char,
     len: usize,
     bins: *const tether_bytes,
     bins_len: usize,
-    args: Option<Args>,
+    args: *const Args,
 }
 
 thread_local! {
     static LENT: std::cell::RefCell<Option<Lent>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The lent arguments, when C hands back exactly the buffers it was given.
-fn take_lent(
+/// Run `f` with the lent arguments, when C hands back exactly the buffers it was given.
+pub(crate) fn with_lent<R>(
     json: *const c_char,
     json_len: usize,
     bins: *const tether_bytes,
     bins_len: usize,
-) -> Option<Args> {
-    LENT.try_with(|l| {
-        let mut l = l.borrow_mut();
-        match l.as_mut() {
+    f: impl FnOnce(&Args) -> R,
+) -> Option<R> {
+    let args = LENT
+        .try_with(|l| match l.borrow().as_ref() {
             Some(x)
                 if x.json == json
                     && x.len == json_len
                     && x.bins == bins
                     && x.bins_len == bins_len =>
             {
-                x.args.take()
+                Some(x.args)
             }
             _ => None,
-        }
-    })
-    .ok()
-    .flatten()
+        })
+        .ok()
+        .flatten()?;
+    // SAFETY: a loan points at the `CArgs` of the callback running on this thread (it is
+    // removed before that callback returns), which is not changed while it runs.
+    Some(f(unsafe { &*args }))
+}
+
+/// A copy of the lent arguments (see [`with_lent`]).
+fn take_lent(
+    json: *const c_char,
+    json_len: usize,
+    bins: *const tether_bytes,
+    bins_len: usize,
+) -> Option<Args> {
+    with_lent(json, json_len, bins, bins_len, Args::clone)
 }
 
 /// Event arguments handed to a callback (borrowed for the call): the JSON text of the
