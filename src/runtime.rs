@@ -548,6 +548,18 @@ mod tests {
         }
     }
 
+    /// An object registered with `rt` whose close delivers one event (`delivered`).
+    fn registered(rt: &Runtime) -> (Arc<dyn Closable>, Registration, Arc<AtomicBool>) {
+        let delivered = Arc::new(AtomicBool::new(false));
+        let obj: Arc<dyn Closable> = Arc::new(Obj {
+            closed: AtomicBool::new(false),
+            rt: rt.clone(),
+            delivered: delivered.clone(),
+        });
+        let reg = rt.register(Arc::downgrade(&obj)).unwrap();
+        (obj, reg, delivered)
+    }
+
     fn threads() -> usize {
         std::fs::read_dir("/proc/self/task")
             .map(|d| d.count())
@@ -562,13 +574,7 @@ mod tests {
                 .delivery(delivery)
                 .build()
                 .unwrap();
-            let delivered = Arc::new(AtomicBool::new(false));
-            let obj: Arc<dyn Closable> = Arc::new(Obj {
-                closed: AtomicBool::new(false),
-                rt: rt.clone(),
-                delivered: delivered.clone(),
-            });
-            let _reg = rt.register(Arc::downgrade(&obj)).unwrap();
+            let (_obj, _reg, delivered) = registered(&rt);
             assert_eq!(rt.block_on(async { 7 }, Duration::from_secs(5)).unwrap(), 7);
             rt.shutdown(Duration::from_secs(5)).unwrap();
             assert!(delivered.load(Ordering::SeqCst), "{delivery:?}");
@@ -604,13 +610,7 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(5)).unwrap(),
             (true, true)
         );
-        let delivered = Arc::new(AtomicBool::new(false));
-        let obj: Arc<dyn Closable> = Arc::new(Obj {
-            closed: AtomicBool::new(false),
-            rt: rt.clone(),
-            delivered: delivered.clone(),
-        });
-        let _reg = rt.register(Arc::downgrade(&obj)).unwrap();
+        let (_obj, _reg, delivered) = registered(&rt);
         rt.shutdown(Duration::from_secs(5)).unwrap();
         assert!(delivered.load(Ordering::SeqCst));
         assert!(matches!(rt.handle(), Err(RuntimeError::ShutDown)));

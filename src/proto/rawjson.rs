@@ -41,20 +41,28 @@ pub struct ArrayInfo {
 /// Validates that `text` is one JSON array (surrounding whitespace allowed) whose arrays
 /// and objects nest at most `max_depth` deep (`[]` is depth 1).
 pub fn check_array(text: &str, max_depth: usize) -> Result<ArrayInfo, RawError> {
+    let ((len, _), placeholders) = walk(text, max_depth, false)?;
+    Ok(ArrayInfo { len, placeholders })
+}
+
+/// Runs the checking visitor over `text`: the element count, the event name (when
+/// `event`), and whether a placeholder key was seen.
+fn walk(
+    text: &str,
+    max_depth: usize,
+    event: bool,
+) -> Result<((usize, Option<String>), bool), RawError> {
     let ctx = Ctx::default();
     let mut de = serde_json::Deserializer::from_str(text);
     let r = Top {
         ctx: &ctx,
         left: max_depth,
-        event: false,
+        event,
     }
     .deserialize(&mut de)
     .and_then(|out| de.end().map(|()| out));
     match r {
-        Ok((len, _)) => Ok(ArrayInfo {
-            len,
-            placeholders: ctx.placeholder.get(),
-        }),
+        Ok(out) => Ok((out, ctx.placeholder.get())),
         Err(e) => Err(ctx.error(e)),
     }
 }
@@ -73,20 +81,8 @@ pub struct EventText {
 /// Validates an event's JSON: an array whose first element is a string, within
 /// `max_depth`; returns the name and the arguments' text.
 pub fn check_event(text: &str, max_depth: usize) -> Result<EventText, RawError> {
-    let ctx = Ctx::default();
-    let mut de = serde_json::Deserializer::from_str(text);
-    let r = Top {
-        ctx: &ctx,
-        left: max_depth,
-        event: true,
-    }
-    .deserialize(&mut de)
-    .and_then(|out| de.end().map(|()| out));
-    let name = match r {
-        Ok((_, Some(name))) => name,
-        Ok((_, None)) => return Err(RawError::NameNotString),
-        Err(e) => return Err(ctx.error(e)),
-    };
+    let ((_, name), placeholders) = walk(text, max_depth, true)?;
+    let name = name.ok_or(RawError::NameNotString)?;
     let rest = after_first_string(text).ok_or(RawError::NameNotString)?;
     let rest = rest.trim_start_matches(is_ws);
     let mut args = String::with_capacity(rest.len() + 2);
@@ -98,7 +94,7 @@ pub fn check_event(text: &str, max_depth: usize) -> Result<EventText, RawError> 
     Ok(EventText {
         name,
         args,
-        placeholders: ctx.placeholder.get(),
+        placeholders,
     })
 }
 
