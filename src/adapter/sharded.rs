@@ -423,6 +423,19 @@ async fn sub_task(
 }
 
 impl Shared {
+    /// `socketsJoin` / `socketsLeave` (`kind`) on the other nodes.
+    fn rooms_op(
+        &self,
+        ns: &Namespace,
+        opts: &BroadcastOptions,
+        rooms: &[Room],
+        kind: u64,
+    ) -> Result<(), AdapterError> {
+        let rooms: Vec<&str> = rooms.iter().map(|r| r.as_str()).collect();
+        let data = json!({"opts": cw::options_json(opts), "rooms": rooms});
+        self.send(ns, self.channel(ns), kind, data, &[])
+    }
+
     fn channel(&self, ns: &Namespace) -> String {
         format!("{}#{}#", self.config.channel_prefix, ns.name())
     }
@@ -763,10 +776,7 @@ impl Adapter for ShardedRedisAdapter {
         opts: &BroadcastOptions,
         rooms: &[Room],
     ) -> Result<(), AdapterError> {
-        let s = &self.shared;
-        let rooms: Vec<&str> = rooms.iter().map(|r| r.as_str()).collect();
-        let data = json!({"opts": cw::options_json(opts), "rooms": rooms});
-        s.send(ns, s.channel(ns), cw::SOCKETS_JOIN, data, &[])
+        self.shared.rooms_op(ns, opts, rooms, cw::SOCKETS_JOIN)
     }
 
     fn del_sockets(
@@ -775,10 +785,7 @@ impl Adapter for ShardedRedisAdapter {
         opts: &BroadcastOptions,
         rooms: &[Room],
     ) -> Result<(), AdapterError> {
-        let s = &self.shared;
-        let rooms: Vec<&str> = rooms.iter().map(|r| r.as_str()).collect();
-        let data = json!({"opts": cw::options_json(opts), "rooms": rooms});
-        s.send(ns, s.channel(ns), cw::SOCKETS_LEAVE, data, &[])
+        self.shared.rooms_op(ns, opts, rooms, cw::SOCKETS_LEAVE)
     }
 
     fn disconnect_sockets(

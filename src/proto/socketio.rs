@@ -310,17 +310,7 @@ impl Packet {
             // Writing to a Vec cannot fail.
             let _ = write!(out, "{}-", self.attachments.len());
         }
-        let nsp = self.nsp.as_str();
-        if !nsp.is_empty() && nsp != "/" {
-            if !nsp.starts_with('/') {
-                out.push(b'/');
-            }
-            out.extend_from_slice(nsp.as_bytes());
-            out.push(b',');
-        }
-        if let Some(id) = self.id {
-            let _ = write!(out, "{id}");
-        }
+        write_nsp_and_id(out, &self.nsp, self.id);
         if let Some(data) = &self.data {
             // Serializing a `Value` into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, data);
@@ -390,6 +380,22 @@ impl Packet {
     }
 }
 
+/// The namespace (`"/"` and empty ones are implicit) and the ack id of a packet's text.
+fn write_nsp_and_id(out: &mut Vec<u8>, nsp: &Str, id: Option<u64>) {
+    let nsp = nsp.as_str();
+    if !nsp.is_empty() && nsp != "/" {
+        if !nsp.starts_with('/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(nsp.as_bytes());
+        out.push(b',');
+    }
+    if let Some(id) = id {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{id}");
+    }
+}
+
 /// `["name",...args]` (events) or the arguments array itself (acks), from checked text.
 fn write_raw(out: &mut Vec<u8>, name: Option<&str>, args: &str) {
     match name {
@@ -413,17 +419,7 @@ fn write_raw(out: &mut Vec<u8>, name: Option<&str>, args: &str) {
 pub fn raw_event_frame(nsp: &Str, name: &str, args: &str, id: Option<u64>) -> Frame {
     let mut out = Vec::with_capacity(40 + nsp.len() + name.len() + args.len());
     out.extend_from_slice(b"42");
-    let n = nsp.as_str();
-    if !n.is_empty() && n != "/" {
-        if !n.starts_with('/') {
-            out.push(b'/');
-        }
-        out.extend_from_slice(n.as_bytes());
-        out.push(b',');
-    }
-    if let Some(id) = id {
-        let _ = write!(out, "{id}");
-    }
+    write_nsp_and_id(&mut out, nsp, id);
     write_raw(&mut out, Some(name), args);
     Frame::Text(Str::from(into_string(out)))
 }

@@ -337,15 +337,8 @@ impl SocketRef {
     pub fn emit_args_ref(&self, event: &str, args: &Args) -> Result<(), EmitError> {
         match args.raw_json() {
             Some(raw) if args.bins.is_empty() => {
-                if !self.connected() {
-                    return Err(EmitError::Send(SendError::Closed));
-                }
                 let frame = raw_event_frame(self.inner.ns.name(), event, raw, None);
-                self.inner
-                    .conn
-                    .engine()
-                    .send_frames(std::slice::from_ref(&frame))
-                    .map_err(EmitError::from)
+                self.send_frames(std::slice::from_ref(&frame))
             }
             _ => self.emit_args(event, args.clone()),
         }
@@ -417,13 +410,18 @@ impl SocketRef {
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet) -> Result<(), EmitError> {
+        self.send_frames(&packet.encode_frames())
+    }
+
+    /// Queue encoded frames for this socket (refused once it disconnected).
+    fn send_frames(&self, frames: &[Frame]) -> Result<(), EmitError> {
         if !self.connected() {
             return Err(EmitError::Send(SendError::Closed));
         }
         self.inner
             .conn
             .engine()
-            .send_frames(&packet.encode_frames())
+            .send_frames(frames)
             .map_err(EmitError::from)
     }
 
