@@ -22,8 +22,9 @@ Scenarios:
   S3   the same 10k connections held idle until each was pinged (pingInterval 25 s): RSS per
        connection (VmRSS delta over the baseline before the first connection), idle CPU per
        heartbeat; then memory after everyone left
-  floor  the echo scenarios against a raw WebSocket echo on tokio-tungstenite (`rawws`, no
-       Socket.IO decoding): what framing, syscalls and loopback cost on this machine
+  floor  the echo and broadcast scenarios against a raw WebSocket server on tokio-tungstenite
+       (`rawws`, no Socket.IO decoding; a broadcast is one `write` per receiver straight
+       from the reading task): what framing, syscalls and loopback cost on this machine
   S4   echo through tether's C ABI (`tether-cabi`: bench/peers/c/echo_server.c, built and
        set as TETHER_BENCH_CABI_CMD by run.sh) and through its Python binding (set
        TETHER_BENCH_PY_CMD to a command `... PORT` printing `listening on
@@ -219,11 +220,18 @@ def run_all(args, servers, plan, reps):
                 continue
             try:
                 for step, lg, timeout in plan:
-                    if (name.startswith("tether-") or name == "rawws") and not step.startswith("S1"):
-                        continue  # S4 servers and the floor: the echo scenarios only
+                    if name.startswith("tether-") and not step.startswith("S1"):
+                        continue  # S4 servers: the echo scenarios only
+                    if name == "rawws" and step.startswith("S3"):
+                        # The floor has no heartbeat: its broadcasts only, no S3 hold.
+                        lg = list(lg)
+                        if "--hold" in lg:
+                            lg[lg.index("--hold") + 1] = "1"
                     label = {"server": name, "rep": rep, "step": step}
                     for r in loadgen(args, srv, lg, label, timeout):
                         r["server"], r["rep"], r["tag"] = name, rep, tag(r, step)
+                        if name == "rawws" and r["tag"] == "S3":
+                            continue
                         results.append(r)
                         log(f"  rep {rep} {name:13} {r['tag']:9} {'ok' if r.get('ok') else 'FAIL'} {brief(r)}")
             finally:
@@ -493,8 +501,9 @@ def markdown(doc):
         lines.append(f"  - {f}")
     lines.append("")
     lines.append("Per-CPU-second figures stay comparable under foreign load (they count the server's own CPU "
-                 "time); wall-clock rates and latencies do not. `rawws` is the floor of the echo scenarios: a raw "
-                 "WebSocket echo on tokio-tungstenite without Socket.IO. S4: `tether-cabi` is bench/peers/c/echo_server.c "
+                 "time); wall-clock rates and latencies do not. `rawws` is the floor of the echo and broadcast "
+                 "scenarios: a raw WebSocket server on tokio-tungstenite without Socket.IO (a broadcast is one `write` "
+                 "per receiver, straight from the reading task). S4: `tether-cabi` is bench/peers/c/echo_server.c "
                  "through the C ABI (built by run.sh); `tether-python` is bench/peers/tether_py/echo_server.py on the "
                  "release-built Python binding (TETHER_BENCH_PY_CMD overrides it).")
     return "\n".join(lines) + "\n"

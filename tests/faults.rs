@@ -1778,6 +1778,123 @@ async fn connect_timeout_task_ends_with_its_connection() {
     );
 }
 
+/// Frames written straight to the socket by the emitting thread (the session's queue is
+/// empty and its task idle) and frames the session task writes itself (after the socket
+/// filled up, partial writes, pongs) share one byte stream: with four threads emitting at
+/// once to a client that does not read at first, every message still arrives whole and
+/// each thread's messages in order, and every WebSocket ping gets its pong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_writes_keep_order_across_threads() {
+    let _serial = serial().await;
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 2000;
+    let (sock_tx, mut sock_rx) = mpsc::unbounded_channel::<SocketRef>();
+    let on_connect: OnConnect = Arc::new(move |s: &SocketRef| {
+        let _ = sock_tx.send(s.clone());
+    });
+    let builder = Io::builder().engine_config(EngineConfig {
+        send_queue_capacity: THREADS * PER_THREAD + 64,
+        ..EngineConfig::default()
+    });
+    let srv = start_server(builder, false, Some(on_connect)).await;
+    let (mut ws, _id) = non_reader(srv.addr).await;
+    let socket = within(WAIT, "socket", sock_rx.recv())
+        .await
+        .expect("socket");
+    // Every 10th message is 20 KB (a vectored write; 16 MB in all, more than the socket
+    // buffers hold, so writes get cut and the session task takes over); the others
+    // 1 to 300 bytes.
+    let pad_len = |t: usize, n: usize| {
+        if n % 10 == 7 {
+            20_000
+        } else {
+            1 + (n * 37 + t) % 300
+        }
+    };
+    let producers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let s = socket.clone();
+            std::thread::spawn(move || {
+                for n in 0..PER_THREAD {
+                    let pad = "p".repeat(pad_len(t, n));
+                    let args = Args::from(vec![json!(t), json!(n), Value::String(pad)]);
+                    if let Err(e) = s.emit_args("seq", args) {
+                        return Err(format!("thread {t} message {n}: {e}"));
+                    }
+                    // In bursts: the queue empties and fills again and again, so that
+                    // the writing moves between the threads and the session task.
+                    if n % 16 == 15 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    // Let the socket fill up while the threads emit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut next = [0usize; THREADS];
+    let mut pings = 0usize;
+    let mut pongs = 0usize;
+    let mut received = 0usize;
+    let read = async {
+        while received < THREADS * PER_THREAD || pongs < pings {
+            let (op, payload) = ws.frame().await?;
+            match op {
+                0x1 => {
+                    let text = String::from_utf8(payload).map_err(|e| e.to_string())?;
+                    if text == "2" {
+                        ws.send_text("3").await?;
+                        continue;
+                    }
+                    let Some(json) = text.strip_prefix("42") else {
+                        return Err(format!("unexpected message {text:.80}"));
+                    };
+                    let v: Value =
+                        serde_json::from_str(json).map_err(|e| format!("{e}: {json:.80}"))?;
+                    let (t, n) = (
+                        v[1].as_u64().unwrap_or(99) as usize,
+                        v[2].as_u64().unwrap_or(0) as usize,
+                    );
+                    if v[0] != "seq" || t >= THREADS || n != next[t] {
+                        return Err(format!(
+                            "got {json:.80}, expected thread {t} message {}",
+                            next.get(t).copied().unwrap_or(0)
+                        ));
+                    }
+                    let pad = v[3].as_str().unwrap_or("");
+                    if pad.len() != pad_len(t, n) || pad.bytes().any(|b| b != b'p') {
+                        return Err(format!("thread {t} message {n}: padding damaged"));
+                    }
+                    next[t] += 1;
+                    received += 1;
+                    // A ping now and then: its pong goes out between the messages.
+                    if received % 500 == 0 {
+                        ws.send_frame(0x9, b"hi").await?;
+                        pings += 1;
+                    }
+                }
+                0xA if payload == b"hi" => pongs += 1,
+                op => return Err(format!("unexpected frame opcode {op}")),
+            }
+        }
+        Ok::<(), String>(())
+    };
+    let r = within(Duration::from_secs(60), "all messages", read).await;
+    for p in producers {
+        let sent = p.join().expect("producer thread");
+        assert!(sent.is_ok(), "{sent:?}");
+    }
+    assert!(
+        r.is_ok(),
+        "{r:?} (received {received}, per thread {next:?}, pongs {pongs}/{pings})"
+    );
+    assert_eq!(received, THREADS * PER_THREAD);
+    assert!(pings > 0 && pongs == pings, "pongs {pongs} of {pings}");
+    drop(ws);
+    srv.assert_idle(WAIT, "after the client left").await;
+}
+
 // =======================================================================================
 // 5. Churn
 // =======================================================================================

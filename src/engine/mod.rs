@@ -11,7 +11,7 @@ mod queue;
 mod request;
 mod timers;
 
-pub(crate) use queue::FrameRx;
+pub(crate) use queue::{DirectSink, FrameRx, Out, Sent};
 pub use request::SharedRequest;
 
 use std::any::Any;
@@ -258,6 +258,11 @@ impl EngineSocket {
         let n = self.tx.push(frame, self.limit)?;
         self.check_high_water(n);
         Ok(())
+    }
+
+    /// Install (or remove) the transport's direct-write sink (see `queue`).
+    pub(crate) fn set_direct(&self, sink: Option<Arc<dyn DirectSink>>) {
+        self.tx.set_direct(sink);
     }
 
     /// Frames waiting in the outgoing queue.

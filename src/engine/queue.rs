@@ -5,6 +5,14 @@
 //! channel: an idle session keeps only a few bytes here (the channel keeps a 32-slot block
 //! per sender plus its cache-aligned state, about 2.6 KB after a few broadcasts), a burst's
 //! slots are returned once it drains, and the length is known without counting permits.
+//!
+//! **Direct writes.** While a transport has installed a [`DirectSink`] (the WebSocket
+//! transport on plain TCP), a frame pushed onto an empty queue whose consumer is not
+//! writing goes straight to the socket from the producer's thread, under the queue lock:
+//! a broadcast to 10k sockets is then 10k `write`s, not 10k task wake-ups each followed by
+//! a `write`. Order holds because the direct path only runs when nothing is queued and the
+//! consumer has finished writing what it took (`busy`); the sink keeps byte-level order
+//! with the consumer's own writes (pongs, partial frames).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +33,37 @@ struct Frames {
     /// The oldest frame; `None` only when the queue is empty.
     head: Option<Frame>,
     rest: VecDeque<Frame>,
+    /// Where frames may be written at once (see the module docs).
+    direct: Option<Arc<dyn DirectSink>>,
+    /// The consumer took frames it has not finished writing: producers queue.
+    busy: bool,
+    /// A direct write was partial: the consumer must flush the sink's rest.
+    flush: bool,
+}
+
+/// How far [`DirectSink::try_send`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// The whole frame is written.
+    All,
+    /// Part of it is written; the sink holds the rest until the consumer flushes it.
+    Partial,
+    /// Nothing written (the socket is full, the sink is sealed or busy): queue it.
+    No,
+}
+
+/// A transport that can write a frame from any thread, without blocking.
+pub(crate) trait DirectSink: Send + Sync {
+    /// Write `frame` now if the socket takes it; never blocks.
+    fn try_send(&self, frame: &Frame) -> Sent;
+}
+
+/// What the consumer should do next.
+pub(crate) enum Out {
+    /// Write this frame.
+    Frame(Frame),
+    /// Flush the rest of a partial direct write (see [`FrameRx::wrote`]).
+    Flush,
 }
 
 impl Frames {
@@ -42,6 +81,7 @@ impl Frames {
 
     fn pop_front(&mut self) -> Option<Frame> {
         let f = self.head.take()?;
+        self.busy = true;
         self.head = self.rest.pop_front();
         if self.rest.is_empty() && self.rest.capacity() > KEEP_SLOTS {
             self.rest.shrink_to(KEEP_SLOTS);
@@ -86,9 +126,33 @@ pub(crate) fn frame_queue(max: usize) -> (FrameTx, FrameRx) {
     (FrameTx(shared.clone()), FrameRx(shared))
 }
 
+impl Frames {
+    /// Write `frame` at once if the queue is empty, the consumer idle and a sink
+    /// installed. `true`: it is taken care of (a partial write asks the consumer to flush).
+    fn try_direct(&mut self, frame: &Frame, ready: &AtomicWaker) -> bool {
+        if self.head.is_some() || self.busy {
+            return false;
+        }
+        let Some(sink) = &self.direct else {
+            return false;
+        };
+        match sink.try_send(frame) {
+            Sent::All => true,
+            Sent::Partial => {
+                self.busy = true;
+                self.flush = true;
+                ready.wake();
+                true
+            }
+            Sent::No => false,
+        }
+    }
+}
+
 impl FrameTx {
     /// Queue `frames` (all or none) when the queue then holds at most `limit` frames
-    /// (capped by the hard bound). Returns the new length.
+    /// (capped by the hard bound); frames may go straight to the socket instead (see the
+    /// module docs). Returns the new length.
     pub(crate) fn push_all<'a>(
         &self,
         frames: impl ExactSizeIterator<Item = &'a Frame>,
@@ -96,17 +160,21 @@ impl FrameTx {
     ) -> Result<usize, SendError> {
         let n = frames.len();
         let limit = limit.min(self.0.max);
+        let mut queued = false;
         let len = {
             let mut q = self.0.lock();
             if q.len() + n > limit {
                 return Err(SendError::QueueFull);
             }
             for f in frames {
-                q.push_back(f.clone());
+                if queued || !q.try_direct(f, &self.0.ready) {
+                    q.push_back(f.clone());
+                    queued = true;
+                }
             }
             q.len()
         };
-        if n > 0 {
+        if queued {
             self.0.ready.wake();
         }
         Ok(len)
@@ -119,11 +187,24 @@ impl FrameTx {
             if q.len() >= limit.min(self.0.max) {
                 return Err(SendError::QueueFull);
             }
+            if q.try_direct(&frame, &self.0.ready) {
+                return Ok(0);
+            }
             q.push_back(frame);
             q.len()
         };
         self.0.ready.wake();
         Ok(len)
+    }
+
+    /// Install (or, with `None`, remove) the sink frames may be written to directly; the
+    /// consumer installs it while it is not writing. Removing it waits for a direct write
+    /// in progress to end.
+    pub(crate) fn set_direct(&self, sink: Option<Arc<dyn DirectSink>>) {
+        let mut q = self.0.lock();
+        q.direct = sink;
+        q.busy = false;
+        q.flush = false;
     }
 
     /// Frames waiting.
@@ -158,6 +239,35 @@ impl FrameRx {
     pub(crate) fn try_recv(&mut self) -> Result<Frame, Empty> {
         self.0.lock().pop_front().ok_or(Empty)
     }
+
+    /// The next thing to write, waiting for one: a frame, or the rest of a partial direct
+    /// write to flush. Either way, call [`FrameRx::wrote`] once it is all written.
+    pub(crate) async fn next_out(&mut self) -> Out {
+        std::future::poll_fn(|cx| {
+            if let Some(o) = self.try_out() {
+                return std::task::Poll::Ready(o);
+            }
+            self.0.ready.register(cx.waker());
+            match self.try_out() {
+                Some(o) => std::task::Poll::Ready(o),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn try_out(&mut self) -> Option<Out> {
+        let mut q = self.0.lock();
+        if std::mem::take(&mut q.flush) {
+            return Some(Out::Flush);
+        }
+        q.pop_front().map(Out::Frame)
+    }
+
+    /// Everything taken so far is written: producers may write directly again.
+    pub(crate) fn wrote(&mut self) {
+        self.0.lock().busy = false;
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +277,84 @@ mod tests {
 
     fn text(s: &str) -> Frame {
         Frame::Text(Str::from(s.to_owned()))
+    }
+
+    /// A sink that records what it takes, answering `mode`.
+    struct Recorder {
+        mode: Mutex<Sent>,
+        taken: Mutex<Vec<Frame>>,
+    }
+
+    impl DirectSink for Recorder {
+        fn try_send(&self, frame: &Frame) -> Sent {
+            let mode = *self.mode.lock().unwrap_or_else(|p| p.into_inner());
+            if mode != Sent::No {
+                self.taken
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(frame.clone());
+            }
+            mode
+        }
+    }
+
+    fn out(rx: &mut FrameRx) -> Option<String> {
+        rx.try_out().map(|o| match o {
+            Out::Frame(Frame::Text(s)) => s.as_str().to_owned(),
+            Out::Frame(Frame::Binary(_)) => "binary".into(),
+            Out::Flush => "flush".into(),
+        })
+    }
+
+    /// Frames go to the sink only while nothing is queued and the consumer is not
+    /// writing; a partial direct write makes the consumer flush before anything else.
+    #[test]
+    fn direct_writes_only_when_empty_and_idle() {
+        let (tx, mut rx) = frame_queue(16);
+        let sink = Arc::new(Recorder {
+            mode: Mutex::new(Sent::All),
+            taken: Mutex::new(Vec::new()),
+        });
+        let set = |m: Sent| *sink.mode.lock().unwrap_or_else(|p| p.into_inner()) = m;
+        let taken =
+            || -> Vec<Frame> { sink.taken.lock().unwrap_or_else(|p| p.into_inner()).clone() };
+        // No sink yet: queued.
+        assert_eq!(tx.push(text("q"), 16).ok(), Some(1));
+        assert_eq!(out(&mut rx).as_deref(), Some("q"));
+        rx.wrote();
+        tx.set_direct(Some(sink.clone()));
+        assert_eq!(tx.push(text("a"), 16).ok(), Some(0));
+        assert_eq!(taken(), vec![text("a")]);
+        // The socket is full: queued, and what follows queues behind it.
+        set(Sent::No);
+        assert_eq!(tx.push(text("b"), 16).ok(), Some(1));
+        set(Sent::All);
+        assert_eq!(tx.push(text("c"), 16).ok(), Some(2));
+        // The consumer takes both; until it has written them, producers queue.
+        assert_eq!(out(&mut rx).as_deref(), Some("b"));
+        assert_eq!(out(&mut rx).as_deref(), Some("c"));
+        assert_eq!(tx.push(text("d"), 16).ok(), Some(1));
+        assert_eq!(taken(), vec![text("a")]);
+        assert_eq!(out(&mut rx).as_deref(), Some("d"));
+        rx.wrote();
+        assert_eq!(tx.push(text("e"), 16).ok(), Some(0));
+        // A partial write: the consumer flushes first; producers queue until it did.
+        set(Sent::Partial);
+        assert_eq!(tx.push(text("f"), 16).ok(), Some(0));
+        set(Sent::All);
+        assert_eq!(tx.push(text("g"), 16).ok(), Some(1));
+        assert_eq!(out(&mut rx).as_deref(), Some("flush"));
+        assert_eq!(out(&mut rx).as_deref(), Some("g"));
+        rx.wrote();
+        assert_eq!(out(&mut rx), None);
+        // Several frames at once: direct while the sink takes them, then queued in order.
+        let three = [text("h"), text("i"), text("j")];
+        assert_eq!(tx.push_all(three.iter(), 16).ok(), Some(0));
+        assert_eq!(taken(), ["a", "e", "f", "h", "i", "j"].map(text).to_vec());
+        // Removed: queued again.
+        tx.set_direct(None);
+        assert_eq!(tx.push(text("k"), 16).ok(), Some(1));
+        assert_eq!(taken().len(), 6);
     }
 
     #[test]

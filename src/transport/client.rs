@@ -157,6 +157,7 @@ impl Target {
         let fut = async {
             let s = TcpStream::connect((self.host.as_str(), self.port)).await?;
             let _ = s.set_nodelay(true);
+            let s = super::tcpio::Tcp(s);
             if !self.secure {
                 return Ok::<BoxIo, TransportError>(Box::new(s));
             }

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 
+use super::tcpio::{ServerIo, Tcp};
 use crate::config::{CorsOrigins, EngineConfig, RequestInfo};
 use crate::engine::SharedRequest;
 use crate::engine::{Engine, TransportType};
@@ -219,12 +220,12 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::
         let builder = builder.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let io: BoxIo = match &ctx.routes.tls {
-                None => Box::new(stream),
+            let io = match &ctx.routes.tls {
+                None => ServerIo::Tcp(Tcp(stream)),
                 Some(tls) => {
-                    let accept = tls.acceptor().accept(stream);
+                    let accept = tls.acceptor().accept(Tcp(stream));
                     match tokio::time::timeout(ctx.limits.header_read_timeout, accept).await {
-                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Ok(s)) => ServerIo::Tls(Box::new(s) as BoxIo),
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, %peer, "tls handshake failed");
                             return;

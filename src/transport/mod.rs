@@ -4,5 +4,6 @@
 pub mod client;
 pub mod http;
 pub(crate) mod polling;
+pub(crate) mod tcpio;
 pub(crate) mod websocket;
 pub(crate) mod wsio;

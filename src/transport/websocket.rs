@@ -5,14 +5,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 
+use super::tcpio::SessionIo;
 use super::wsio::{WsError, WsStream};
-use crate::engine::{DisconnectReason, Engine, EngineSocket, TransportType};
+use crate::engine::{DisconnectReason, Engine, EngineSocket, Out, TransportType};
 use crate::proto::engineio::{Frame, Packet};
 use crate::proto::wsframe::{Limits, Message, OpCode, Role};
 
-pub(crate) type Ws = WsStream<TokioIo<Upgraded>>;
+pub(crate) type Ws = WsStream<SessionIo>;
 
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
@@ -29,14 +29,26 @@ pub(crate) fn limits(engine: &Engine) -> Limits {
     }
 }
 
-/// Wrap an upgraded connection.
+/// Wrap an upgraded connection (taking back its TCP stream when it is plain TCP, for
+/// direct writes).
 pub(crate) fn wrap(upgraded: Upgraded, engine: &Engine) -> Ws {
-    WsStream::new(
-        TokioIo::new(upgraded),
-        Role::Server,
-        limits(engine),
-        BytesMut::new(),
-    )
+    let (io, leftover) = SessionIo::from_upgraded(upgraded);
+    let leftover = if leftover.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&leftover[..])
+    };
+    WsStream::new(io, Role::Server, limits(engine), leftover)
+}
+
+/// Removes a session's direct-write sink when its WebSocket loop ends, however it ends
+/// (the socket must close with the session, not live on in the queue).
+struct DirectGuard<'a>(&'a EngineSocket);
+
+impl Drop for DirectGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set_direct(None);
+    }
 }
 
 /// Queue an Engine.IO frame on a WebSocket.
@@ -109,11 +121,18 @@ pub(crate) async fn run(
     {
         socket.close_with(DisconnectReason::TransportError);
     }
+    // From here, producers write frames straight to a plain TCP socket while this task
+    // is not writing (see `engine::queue`); the close frame seals that.
+    let direct = ws.get_ref().shared().map(|shared| {
+        ws.set_close_hook(shared.clone());
+        socket.set_direct(Some(shared));
+        DirectGuard(socket)
+    });
     let mut stalled = false;
     while !socket.is_closed() {
-        // The select yields the frame to write; the write awaits after it, so the two
-        // never sit side by side in the session task's future.
-        let frame = tokio::select! {
+        // The select yields what to write; the write awaits after it, so the two never
+        // sit side by side in the session task's future.
+        let out = tokio::select! {
             biased;
             _ = &mut closed_fut => break,
             msg = ws.next() => {
@@ -132,17 +151,14 @@ pub(crate) async fn run(
                 }
                 continue;
             }
-            frame = rx.recv() => match frame {
-                Some(f) => f,
-                None => break,
-            },
+            out = rx.next_out() => out,
         };
         // A peer that stops reading must not pin this task: the write gives way to the
         // session's end (ping timeout, server close).
         let written = tokio::select! {
             biased;
             _ = &mut closed_fut => None,
-            ok = write_batch(ws, rx, frame) => Some(ok),
+            ok = write_out(ws, rx, out) => Some(ok),
         };
         match written {
             Some(true) => {}
@@ -156,6 +172,9 @@ pub(crate) async fn run(
             }
         }
     }
+    // What is still queued goes out after what was written, in order: no more direct
+    // writes from here.
+    drop(direct);
     if stalled {
         // The peer does not read: no close handshake to wait for.
         return;
@@ -176,18 +195,31 @@ pub(crate) async fn run(
     .ok();
 }
 
-/// Write `first` and whatever else is queued (up to a batch) in one vectored write, then
-/// flush once.
+/// Write `out`: a frame and whatever else is queued (up to a batch) in one vectored write,
+/// then flush once; or the rest of a partial direct write. Then producers may write
+/// directly again.
 ///
 /// A plain function around an `async` block: the frame is stored once in the future (an
 /// `async fn` would keep its argument and the local it moves into).
-fn write_batch<'a>(
+fn write_out<'a>(
     ws: &'a mut Ws,
     rx: &'a mut crate::engine::FrameRx,
-    first: Frame,
+    out: Out,
 ) -> impl std::future::Future<Output = bool> + 'a {
-    let mut first = Some(first);
-    async move { write_batch_inner(ws, rx, &mut first).await }
+    let mut first = match out {
+        Out::Frame(f) => Some(f),
+        Out::Flush => None,
+    };
+    async move {
+        let ok = match first {
+            Some(_) => write_batch_inner(ws, rx, &mut first).await,
+            None => ws.flush_io().await.is_ok(),
+        };
+        if ok {
+            rx.wrote();
+        }
+        ok
+    }
 }
 
 async fn write_batch_inner(

@@ -62,9 +62,15 @@ impl WsError {
     }
 }
 
+/// Told when a stream queues its close frame (before the frame is written).
+pub(crate) trait CloseHook: Send + Sync {
+    fn on_close(&self);
+}
+
 /// A WebSocket over `S`. See the module docs.
 pub(crate) struct WsStream<S> {
     io: S,
+    close_hook: Option<std::sync::Arc<dyn CloseHook>>,
     role: Role,
     dec: Decoder,
     /// Received bytes not yet decoded (only while a frame is unfinished).
@@ -83,6 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     pub(crate) fn new(io: S, role: Role, limits: Limits, leftover: BytesMut) -> Self {
         WsStream {
             io,
+            close_hook: None,
             role,
             dec: Decoder::new(role, limits),
             rbuf: leftover,
@@ -102,10 +109,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         wsframe::encode_frame(&mut self.wbuf, self.role, op, payload);
     }
 
+    /// The stream.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Call `hook` when the close frame is queued.
+    pub(crate) fn set_close_hook(&mut self, hook: std::sync::Arc<dyn CloseHook>) {
+        self.close_hook = Some(hook);
+    }
+
     /// Queue a close frame (`None`: without a code), once.
     pub(crate) fn queue_close(&mut self, code: Option<(u16, &str)>) {
         if self.close_sent {
             return;
+        }
+        if let Some(h) = &self.close_hook {
+            h.on_close();
         }
         let payload = code
             .map(|(c, r)| wsframe::close_payload(c, r))
@@ -207,6 +227,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     /// Write everything queued, then flush the stream.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         poll_fn(|cx| self.poll_write_out(cx)).await
+    }
+
+    /// Write everything queued, then flush the stream even if this stream wrote nothing
+    /// (the stream may hold bytes of its own: see `tcpio`).
+    pub(crate) async fn flush_io(&mut self) -> io::Result<()> {
+        self.need_flush = true;
+        self.flush().await
     }
 
     /// Flush what is queued and shut the write side down.

@@ -735,6 +735,7 @@ impl WsClient {
                 .await
                 .map_err(|e| WsConnectError::Io(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
+            let tcp = crate::transport::tcpio::Tcp(tcp);
             let mut io: crate::tls::BoxIo = if secure {
                 Box::new(
                     config
