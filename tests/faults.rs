@@ -1780,9 +1780,10 @@ async fn connect_timeout_task_ends_with_its_connection() {
 
 /// Frames written straight to the socket by the emitting thread (the session's queue is
 /// empty and its task idle) and frames the session task writes itself (after the socket
-/// filled up, partial writes, pongs) share one byte stream: with four threads emitting at
-/// once to a client that does not read at first, every message still arrives whole and
-/// each thread's messages in order, and every WebSocket ping gets its pong.
+/// filled up, partial writes, pongs) share one byte stream: with four producers (two
+/// runtime tasks, two plain threads) emitting at once to a client that does not read at
+/// first, every message still arrives whole and each producer's messages in order, and
+/// every WebSocket ping gets its pong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_writes_keep_order_across_threads() {
     let _serial = serial().await;
@@ -1811,26 +1812,42 @@ async fn direct_writes_keep_order_across_threads() {
             1 + (n * 37 + t) % 300
         }
     };
-    let producers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let s = socket.clone();
-            std::thread::spawn(move || {
+    // Half of the producers are tasks on the runtime's two workers (they write directly
+    // when they can), half are plain threads (they always queue).
+    let emit = move |s: &SocketRef, t: usize, n: usize| {
+        let pad = "p".repeat(pad_len(t, n));
+        let args = Args::from(vec![json!(t), json!(n), Value::String(pad)]);
+        s.emit_args("seq", args)
+            .map_err(|e| format!("producer {t} message {n}: {e}"))
+    };
+    let mut producers = JoinSet::new();
+    let mut threads = Vec::new();
+    for t in 0..THREADS {
+        let s = socket.clone();
+        if t % 2 == 0 {
+            producers.spawn(async move {
                 for n in 0..PER_THREAD {
-                    let pad = "p".repeat(pad_len(t, n));
-                    let args = Args::from(vec![json!(t), json!(n), Value::String(pad)]);
-                    if let Err(e) = s.emit_args("seq", args) {
-                        return Err(format!("thread {t} message {n}: {e}"));
-                    }
+                    emit(&s, t, n)?;
                     // In bursts: the queue empties and fills again and again, so that
-                    // the writing moves between the threads and the session task.
+                    // the writing moves between the producers and the session task.
+                    if n % 16 == 15 {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                }
+                Ok::<(), String>(())
+            });
+        } else {
+            threads.push(std::thread::spawn(move || {
+                for n in 0..PER_THREAD {
+                    emit(&s, t, n)?;
                     if n % 16 == 15 {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }
-                Ok(())
-            })
-        })
-        .collect();
+                Ok::<(), String>(())
+            }));
+        }
+    }
     // Let the socket fill up while the threads emit.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut next = [0usize; THREADS];
@@ -1881,8 +1898,12 @@ async fn direct_writes_keep_order_across_threads() {
         Ok::<(), String>(())
     };
     let r = within(Duration::from_secs(60), "all messages", read).await;
-    for p in producers {
-        let sent = p.join().expect("producer thread");
+    while let Some(sent) = producers.join_next().await {
+        let sent = sent.expect("producer");
+        assert!(sent.is_ok(), "{sent:?}");
+    }
+    for t in threads {
+        let sent = t.join().expect("producer thread");
         assert!(sent.is_ok(), "{sent:?}");
     }
     assert!(

@@ -1119,6 +1119,56 @@ async fn pending_attachments_then_vanish() {
     assert_eq!(srv.disconnects(), 3);
 }
 
+/// On a current-thread runtime the server takes a read that did not fill its buffer to
+/// have emptied the socket (it skips the `recv` that would fail with `EAGAIN`): a frame
+/// split over many segments, many frames in one burst, and a last frame followed at once
+/// by the end of the stream are all still read and answered.
+#[test]
+fn current_thread_server_reads_split_batched_and_closing_input() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let srv = start(slow_heartbeat()).await;
+        let mut ws = RawWs::connect(srv.addr).await;
+        ws.sio_connect().await;
+        ws.tcp.set_nodelay(true).expect("nodelay");
+        let split = br#"42["echo","split"]"#;
+        for b in masked_frame(0x1, split) {
+            ws.write(&[b]).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(ws.frame().await, Some((0x1, split.to_vec())));
+        let text = |i: usize| format!(r#"42["echo",{i},"{}"]"#, "x".repeat(40));
+        let mut burst = Vec::new();
+        for i in 0..300 {
+            burst.extend(masked_frame(0x1, text(i).as_bytes()));
+        }
+        assert!(burst.len() > 8192, "more than one read");
+        ws.write(&burst).await;
+        for i in 0..300 {
+            assert_eq!(
+                ws.frame().await,
+                Some((0x1, text(i).into_bytes())),
+                "echo {i}"
+            );
+        }
+        let last = br#"42["echo","last"]"#;
+        ws.write(&masked_frame(0x1, last)).await;
+        ws.tcp.shutdown().await.expect("shutdown");
+        assert_eq!(ws.frame().await, Some((0x1, last.to_vec())));
+        assert!(
+            eventually(WAIT, || srv.stats.disconnects.load(Ordering::SeqCst) == 1).await,
+            "the end of the stream went unseen"
+        );
+        assert_eq!(
+            srv.stats.reasons.lock().unwrap().as_slice(),
+            &[DisconnectReason::TransportClose]
+        );
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_websocket_message() {
     let srv = start(base().max_payload(1000)).await;

@@ -179,6 +179,9 @@ impl SessionIo {
 pub(crate) struct SharedTcp {
     read: OwnedReadHalf,
     shared: Arc<TcpShared>,
+    /// On a current-thread runtime: a read that did not fill the buffer emptied the
+    /// socket, so the next read need not make the `EAGAIN` call that tells tokio so.
+    drained_hint: bool,
 }
 
 /// The producers' side of a shared TCP socket.
@@ -281,8 +284,11 @@ impl SharedTcp {
     fn new(tcp: TcpStream) -> SharedTcp {
         let fd = tcp.as_raw_fd();
         let (read, write) = tcp.into_split();
+        let drained_hint = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
         SharedTcp {
             read,
+            drained_hint,
             shared: Arc::new(TcpShared {
                 gate: Mutex::new(Gate {
                     write,
@@ -322,7 +328,24 @@ impl AsyncRead for SharedTcp {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
+        let want = buf.remaining();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.read).poll_read(cx, buf))?;
+        let got = buf.filled().len() - before;
+        if self.drained_hint && got > 0 && got < want {
+            // A short read took everything the socket had. Mark it not readable now (a
+            // `WouldBlock` inside `try_io` clears the readiness, without a system call)
+            // instead of learning it from one more `recv` that fails with `EAGAIN`.
+            // Sound only where the I/O driver cannot run between the read and this
+            // line, i.e. on a current-thread runtime: data that arrived since is
+            // reported by the driver's next poll (edge-triggered epoll keeps the event;
+            // tokio drops a clear that raced with a newer event, and never clears a
+            // closed state).
+            let _ = self.read.as_ref().try_io(Interest::READABLE, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
