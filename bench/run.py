@@ -223,10 +223,14 @@ def run_all(args, servers, plan, reps):
                     if name.startswith("tether-") and not step.startswith("S1"):
                         continue  # S4 servers: the echo scenarios only
                     if name == "rawws" and step.startswith("S3"):
-                        # The floor has no heartbeat: its broadcasts only, no S3 hold.
+                        # The floor has no heartbeat: its broadcasts only, no S3 hold, and
+                        # only at the largest size (the run stays within 10 minutes).
                         lg = list(lg)
                         if "--hold" in lg:
                             lg[lg.index("--hold") + 1] = "1"
+                        if "--sizes" in lg:
+                            i = lg.index("--sizes") + 1
+                            lg[i] = lg[i].split(",")[-1]
                     label = {"server": name, "rep": rep, "step": step}
                     for r in loadgen(args, srv, lg, label, timeout):
                         r["server"], r["rep"], r["tag"] = name, rep, tag(r, step)
