@@ -316,7 +316,8 @@ impl SharedTcp {
                     r => return Poll::Ready(r),
                 }
             }
-            // `try_write` cleared the readiness: this registers for the next edge.
+            // The `WouldBlock` inside `try_io` cleared the readiness: this registers for
+            // the next edge.
             ready!(self.read.as_ref().poll_write_ready(cx))?;
         }
     }
