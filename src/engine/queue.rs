@@ -230,14 +230,20 @@ impl FrameRx {
     /// The next frame, waiting for one. Never `None` (the signature follows
     /// `mpsc::Receiver::recv`; the queue lives as long as its session).
     pub(crate) async fn recv(&mut self) -> Option<Frame> {
+        Some(self.wait_for(|rx| rx.try_recv().ok()).await)
+    }
+
+    /// Wait until `take` finds something; the waker registers before the second look,
+    /// so a push in between is never lost.
+    async fn wait_for<T>(&mut self, mut take: impl FnMut(&mut Self) -> Option<T>) -> T {
         std::future::poll_fn(|cx| {
-            if let Ok(f) = self.try_recv() {
-                return std::task::Poll::Ready(Some(f));
+            if let Some(v) = take(self) {
+                return std::task::Poll::Ready(v);
             }
             self.0.ready.register(cx.waker());
-            match self.try_recv() {
-                Ok(f) => std::task::Poll::Ready(Some(f)),
-                Err(Empty) => std::task::Poll::Pending,
+            match take(self) {
+                Some(v) => std::task::Poll::Ready(v),
+                None => std::task::Poll::Pending,
             }
         })
         .await
@@ -251,17 +257,7 @@ impl FrameRx {
     /// The next thing to write, waiting for one: a frame, or the rest of a partial direct
     /// write to flush. Either way, call [`FrameRx::wrote`] once it is all written.
     pub(crate) async fn next_out(&mut self) -> Out {
-        std::future::poll_fn(|cx| {
-            if let Some(o) = self.try_out() {
-                return std::task::Poll::Ready(o);
-            }
-            self.0.ready.register(cx.waker());
-            match self.try_out() {
-                Some(o) => std::task::Poll::Ready(o),
-                None => std::task::Poll::Pending,
-            }
-        })
-        .await
+        self.wait_for(Self::try_out).await
     }
 
     fn try_out(&mut self) -> Option<Out> {

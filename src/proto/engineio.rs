@@ -67,6 +67,17 @@ pub enum Frame {
     Binary(Bytes),
 }
 
+impl Frame {
+    /// The WebSocket message that carries this frame: its opcode and payload.
+    pub(crate) fn ws_parts(&self) -> (super::wsframe::OpCode, &[u8]) {
+        use super::wsframe::OpCode;
+        match self {
+            Frame::Text(s) => (OpCode::Text, s.as_bytes()),
+            Frame::Binary(b) => (OpCode::Binary, &b[..]),
+        }
+    }
+}
+
 /// Why an Engine.IO packet or polling payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketParseError {

@@ -30,7 +30,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::engine::{DirectSink, Sent};
 use crate::proto::engineio::Frame;
-use crate::proto::wsframe::{self, OpCode};
+use crate::proto::wsframe;
 use crate::tls::BoxIo;
 
 /// A frame at most this long is copied into one buffer on the stack and sent with one
@@ -46,15 +46,15 @@ const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
 /// Most slices passed to one `sendmsg` (Linux's `IOV_MAX`).
 const MAX_IOV: usize = 1024;
 
+/// A send call's result: the byte count, or the OS error.
+fn sent(n: isize) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
 /// `send(2)` without SIGPIPE, without blocking.
 fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is an open socket of the caller's.
-    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    sent(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })
 }
 
 /// `sendmsg(2)` of `bufs`, without SIGPIPE, without blocking.
@@ -66,12 +66,7 @@ fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(MAX_IOV) as _;
     // SAFETY: `msg` points at `bufs`, alive for the call.
-    let n = unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    sent(unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) })
 }
 
 /// A TCP stream whose writes never raise SIGPIPE (see the module docs).
@@ -245,10 +240,7 @@ impl DirectSink for TcpShared {
         if g.sealed || !g.aligned || !g.tail.is_empty() {
             return Sent::No;
         }
-        let (op, payload) = match frame {
-            Frame::Text(s) => (OpCode::Text, s.as_bytes()),
-            Frame::Binary(b) => (OpCode::Binary, &b[..]),
-        };
+        let (op, payload) = frame.ws_parts();
         let (hdr, hl) = wsframe::header(true, op, payload.len(), None);
         let total = hl + payload.len();
         // Straight to the socket, not through tokio's readiness: a `WouldBlock` here
@@ -455,6 +447,7 @@ delegate_io!(SessionIo { Tcp, Tls, Upgraded });
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::wsframe::OpCode;
     use tokio::io::AsyncWriteExt;
 
     /// Split unmasked WebSocket frames: (opcode, payload) each; errs on a cut frame.

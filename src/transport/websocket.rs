@@ -56,10 +56,8 @@ pub(crate) fn queue_frame<S>(ws: &mut WsStream<S>, frame: &Frame)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    match frame {
-        Frame::Text(s) => ws.queue(OpCode::Text, s.as_bytes()),
-        Frame::Binary(b) => ws.queue(OpCode::Binary, b),
-    }
+    let (op, payload) = frame.ws_parts();
+    ws.queue(op, payload);
 }
 
 /// What one incoming WebSocket message means for the session.
@@ -227,12 +225,6 @@ async fn write_batch_inner(
     rx: &mut crate::engine::FrameRx,
     first: &mut Option<Frame>,
 ) -> bool {
-    fn slice(f: &Frame) -> (OpCode, &[u8]) {
-        match f {
-            Frame::Text(s) => (OpCode::Text, s.as_bytes()),
-            Frame::Binary(b) => (OpCode::Binary, &b[..]),
-        }
-    }
     // Gather and write in one poll (the call below always completes at once: what the
     // socket does not take is queued in the stream, flushed next).
     let written = std::future::poll_fn(|cx| {
@@ -241,22 +233,22 @@ async fn write_batch_inner(
         };
         match rx.try_recv() {
             // The common case (an echo, one broadcast): one frame, nothing to gather.
-            Err(_) => ws.poll_write_frames(cx, &[slice(&f0)]),
+            Err(_) => ws.poll_write_frames(cx, &[f0.ws_parts()]),
             Ok(f1) => {
                 let mut batch = Vec::with_capacity(8);
                 batch.push(f0);
                 batch.push(f1);
-                let mut bytes: usize = batch.iter().map(|f| slice(f).1.len()).sum();
+                let mut bytes: usize = batch.iter().map(|f| f.ws_parts().1.len()).sum();
                 while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(f) => {
-                            bytes += slice(&f).1.len();
+                            bytes += f.ws_parts().1.len();
                             batch.push(f);
                         }
                         Err(_) => break,
                     }
                 }
-                let frames: Vec<(OpCode, &[u8])> = batch.iter().map(slice).collect();
+                let frames: Vec<(OpCode, &[u8])> = batch.iter().map(Frame::ws_parts).collect();
                 ws.poll_write_frames(cx, &frames)
             }
         }
